@@ -1,0 +1,229 @@
+"""Typed event contracts. The JSON Schema files in ``schemas/json/`` are generated from these.
+
+Each model is a frozen, slotted dataclass. Field ``metadata`` carries the extra JSON Schema
+constraints (``pattern``, ``maxLength``, ``minLength``, ``format``, ``description``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+from schemas.types import (
+    AutoTrack,
+    ConflictPolicy,
+    CrmTable,
+    Direction,
+    EditVsDelete,
+    Kind,
+    LeaveFilter,
+    Op,
+    Projection,
+    Side,
+)
+
+_ID = {"minLength": 1, "maxLength": 512}
+_TIME = {
+    "format": "date-time",
+    "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$",
+}
+_GUID = {
+    "pattern": r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+}
+
+Origin: TypeAlias = Literal["webhook", "delta", "full_sync", "change_tracking", "replay", "engine"]
+CommandAction: TypeAlias = Literal[
+    "create", "update", "delete", "send", "mark_sent", "set_categories"
+]
+OutcomeStatus: TypeAlias = Literal[
+    "applied", "conflict", "not_found", "forbidden", "failed", "skipped"
+]
+MailboxStatus: TypeAlias = Literal["registered", "approved", "enabled", "paused", "disabled"]
+FilterSource: TypeAlias = Literal["template", "userquery", "custom"]
+
+
+@dataclass(frozen=True, slots=True)
+class ItemChange:
+    """A normalised change of one item observed on one side (topics changes.*, crm.raw)."""
+
+    change_id: str = field(metadata=_ID | {"description": "Deterministic id: side, item, version"})
+    side: Side
+    org_id: str = field(metadata=_ID)
+    kind: Kind
+    op: Op
+    item_id: str = field(metadata=_ID | {"description": "The item's id on its own side"})
+    version: str = field(metadata={"maxLength": 512, "description": "changeKey or versionnumber"})
+    observed_at: str = field(metadata=_TIME)
+    mailbox_id: str | None = field(
+        default=None, metadata=_ID | {"description": "Null on crm.raw, before fan-out"}
+    )
+    table: CrmTable | None = field(default=None, metadata={"description": "CRM table of the item"})
+    correlation_id: str | None = field(default=None, metadata=_ID)
+    projection: Projection = field(
+        default_factory=dict, metadata={"description": "Synced fields, canonical names"}
+    )
+    attributes: dict[str, Any] = field(
+        default_factory=dict, metadata={"description": "Source attributes filters need"}
+    )
+    origin: Origin = "delta"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCommand:
+    """An instruction to change one item on one side (topics commands.*)."""
+
+    command_id: str = field(metadata=_ID | {"description": "Idempotency key"})
+    mailbox_id: str = field(metadata=_ID)
+    org_id: str = field(metadata=_ID)
+    target: Side
+    kind: Kind
+    action: CommandAction
+    correlation_id: str = field(metadata=_ID)
+    caused_by: str = field(metadata=_ID | {"description": "change_id this command derives from"})
+    issued_at: str = field(metadata=_TIME)
+    table: CrmTable | None = None
+    target_id: str | None = field(default=None, metadata=_ID)
+    if_match: str | None = field(default=None, metadata={"maxLength": 512})
+    fields: Projection = field(default_factory=dict)
+    run_as: str | None = field(
+        default=None, metadata=_GUID | {"description": "systemuser to impersonate on CRM writes"}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOutcome:
+    """What happened when a command was applied (topic outcomes)."""
+
+    command_id: str = field(metadata=_ID)
+    mailbox_id: str = field(metadata=_ID)
+    org_id: str = field(metadata=_ID)
+    target: Side
+    kind: Kind
+    action: CommandAction
+    correlation_id: str = field(metadata=_ID)
+    status: OutcomeStatus
+    completed_at: str = field(metadata=_TIME)
+    target_id: str | None = field(default=None, metadata=_ID)
+    version: str | None = field(default=None, metadata={"maxLength": 512})
+    written: Projection = field(default_factory=dict)
+    error_code: str | None = field(default=None, metadata={"maxLength": 256})
+    error_message: str | None = field(default=None, metadata={"maxLength": 4096})
+    retriable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEventData:
+    """Payload of the public change event."""
+
+    mailbox_id: str = field(metadata=_ID)
+    org_id: str = field(metadata=_ID)
+    kind: Kind
+    op: Op
+    origin_side: Side
+    correlation_id: str = field(metadata=_ID)
+    outlook_id: str | None = field(default=None, metadata=_ID)
+    crm_id: str | None = field(default=None, metadata=_ID)
+    crm_table: CrmTable | None = None
+    fields: Projection = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """Public change event (topic events.v1): CloudEvents 1.0, Kafka binary mode.
+
+    The ``ce_*`` attributes travel as Kafka headers, ``data`` as the message value.
+    """
+
+    ce_id: str = field(metadata=_ID)
+    ce_source: str = field(metadata=_ID | {"format": "uri-reference"})
+    ce_type: Literal[
+        "com.dynasync.item.synced.v1",
+        "com.dynasync.item.deleted.v1",
+        "com.dynasync.item.unlinked.v1",
+        "com.dynasync.conflict.recorded.v1",
+    ]
+    ce_specversion: Literal["1.0"]
+    ce_time: str = field(metadata=_TIME)
+    ce_subject: str = field(metadata=_ID)
+    data: ChangeEventData
+
+
+@dataclass(frozen=True, slots=True)
+class Organisation:
+    """A Dataverse organisation (topic config, key ``organisation:<org_id>``)."""
+
+    org_id: str = field(metadata=_ID)
+    url: str = field(metadata={"format": "uri", "pattern": r"^https?://", "maxLength": 2048})
+    tenant_id: str | None = field(default=None, metadata=_GUID)
+    display_name: str | None = field(default=None, metadata={"maxLength": 256})
+    record_type: Literal["organisation"] = "organisation"
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedFolder:
+    """An Outlook mail folder whose messages are tracked against a regarding record."""
+
+    folder_id: str = field(metadata=_ID)
+    regarding_table: str = field(metadata={"pattern": r"^[a-z_]{1,64}$"})
+    regarding_id: str = field(metadata=_GUID)
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    """One synchronizing mailbox: one Graph user, one CRM user, one organisation."""
+
+    mailbox_id: str = field(metadata=_ID | {"description": "Graph user id"})
+    upn: str = field(metadata={"pattern": r"^[^@\s]+@[^@\s]+$", "maxLength": 320})
+    org_id: str = field(metadata=_ID)
+    systemuser_id: str = field(metadata=_GUID)
+    status: MailboxStatus = "registered"
+    aad_object_id: str | None = field(default=None, metadata=_GUID)
+    auto_track: AutoTrack = "replies"
+    tracked_folders: list[TrackedFolder] = field(default_factory=list, metadata={"maxItems": 25})
+    field_groups: list[str] = field(default_factory=list)
+    record_type: Literal["mailbox"] = "mailbox"
+
+
+@dataclass(frozen=True, slots=True)
+class FilterRecord:
+    """A synchronization filter: FetchXML over one CRM table (OR-combined per table)."""
+
+    filter_id: str = field(metadata=_ID)
+    org_id: str = field(metadata=_ID)
+    table: CrmTable
+    name: str = field(metadata={"minLength": 1, "maxLength": 256})
+    fetchxml: str = field(metadata={"minLength": 1, "maxLength": 100_000})
+    source: FilterSource = "custom"
+    mailbox_id: str | None = field(
+        default=None, metadata=_ID | {"description": "Null for an organisation-wide template"}
+    )
+    enabled: bool = True
+    record_type: Literal["filter"] = "filter"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldDirections:
+    """Per-organisation directions and policies for one kind of item."""
+
+    org_id: str = field(metadata=_ID)
+    kind: Kind
+    directions: dict[str, Direction] = field(default_factory=dict)
+    conflict_policy: ConflictPolicy = "crm_wins"
+    edit_vs_delete: EditVsDelete = "edit_wins"
+    leave_filter: LeaveFilter = "unlink"
+    record_type: Literal["field_directions"] = "field_directions"
+
+
+#: Every top-level message type, by the file stem of its JSON Schema.
+MESSAGE_TYPES: dict[str, type[Any]] = {
+    "item_change": ItemChange,
+    "write_command": WriteCommand,
+    "write_outcome": WriteOutcome,
+    "change_event": ChangeEvent,
+    "organisation": Organisation,
+    "mailbox": Mailbox,
+    "filter": FilterRecord,
+    "field_directions": FieldDirections,
+}
+
+ConfigRecord: TypeAlias = Organisation | Mailbox | FilterRecord | FieldDirections
