@@ -1,0 +1,58 @@
+"""The one error root of the connectors package. ``retriable`` says whether to try again."""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    """Root of every error a connector raises."""
+
+    retriable: bool = False
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class TransientError(ConnectorError):
+    """A failure that may pass: 5xx, timeouts, connection resets."""
+
+    retriable = True
+
+
+class ThrottledError(TransientError):
+    """The service asked us to slow down (429, or 503 with Retry-After)."""
+
+    def __init__(
+        self, message: str, *, retry_after: float, status: int = 429, code: str | None = None
+    ):
+        super().__init__(message, status=status, code=code)
+        self.retry_after = retry_after
+
+
+class AuthError(ConnectorError):
+    """Authentication failed (401) or a token could not be obtained."""
+
+
+class ForbiddenError(ConnectorError):
+    """The caller may not do this (403), e.g. an impersonated user without the privilege."""
+
+
+class NotFoundError(ConnectorError):
+    """The item does not exist (404)."""
+
+
+class PreconditionFailedError(ConnectorError):
+    """If-Match / If-None-Match did not hold (412): someone else changed the item."""
+
+
+class CursorExpiredError(ConnectorError):
+    """The resume cursor is no longer valid (Graph 410, Dataverse 0x80044352): full resync."""
+
+
+class InvalidResponseError(ConnectorError):
+    """The service answered something that is not what its API promises."""
+
+
+class BadRequestError(ConnectorError):
+    """The service rejected our request as malformed (400): a bug or bad data, never retried."""
