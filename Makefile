@@ -1,0 +1,81 @@
+# Dynasync — every command a newcomer or CI needs. Only Python 3.11+, Java 17+ and Maven are
+# assumed; everything else (virtualenv, packages, Kafka jars) is fetched by these targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+KAFKA := deploy/kafka/kafka.sh
+KAFKA_PORT ?= 9092
+BOOTSTRAP := 127.0.0.1:$(KAFKA_PORT)
+CLUSTER_BOOTSTRAP := 127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094
+PYTEST_ARGS ?=
+export KAFKA_PORT
+
+.PHONY: help venv lint fmt test test-unit kafka-up kafka-down kafka-cluster-up kafka-cluster-down \
+        demo topics clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11+ is required ('$(PYTHON)' not found)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install the project with its dev tools
+
+lint: $(STAMP) ## ruff, formatting and mypy (strict), and the schema files against the models
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy schemas connectors pipeline emulators tests bench
+	$(PY) -m schemas.export --check
+
+fmt: $(STAMP) ## format and fix what ruff can
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+kafka-up: $(STAMP) ## start one Kafka broker (KRaft) on 127.0.0.1:$(KAFKA_PORT)
+	$(KAFKA) up
+
+kafka-down: ## stop it
+	$(KAFKA) down
+
+kafka-cluster-up: $(STAMP) ## start three brokers (RF 3, min.insync 2) on 19092-19094
+	$(KAFKA) cluster-up
+
+kafka-cluster-down: ## stop them
+	$(KAFKA) cluster-down
+
+topics: $(STAMP) ## create the topic catalogue on the running broker
+	$(PY) -m pipeline.cli topics create --bootstrap $(BOOTSTRAP)
+
+test-unit: $(STAMP) ## the tests that need no broker
+	$(VENV)/bin/pytest -q -m "not kafka and not cluster" $(PYTEST_ARGS)
+
+# Starts the broker (and, for the cluster tests, three more) unless one already runs, runs the
+# whole suite, and stops what it started even when the suite fails.
+test: $(STAMP) ## set everything up, run the whole suite against a real broker, tear down
+	@started=""; \
+	if ! $(KAFKA) bootstrap single >/dev/null 2>&1; then $(KAFKA) up; started="$$started single"; fi; \
+	$(KAFKA) cluster-up; started="$$started cluster"; \
+	trap 'for s in $$started; do if [ $$s = single ]; then $(KAFKA) down; else $(KAFKA) cluster-down; fi; done' EXIT; \
+	DYNASYNC_KAFKA_BOOTSTRAP=$(BOOTSTRAP) DYNASYNC_KAFKA_REQUIRED=1 \
+	DYNASYNC_KAFKA_CLUSTER_BOOTSTRAP=$(CLUSTER_BOOTSTRAP) \
+	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+demo: $(STAMP) ## start Kafka, create the topics, and show messages flowing through a Faust agent
+	$(KAFKA) up
+	$(PY) -m pipeline.cli topics create --bootstrap $(BOOTSTRAP)
+	$(PY) -m pipeline.cli demo-echo --bootstrap $(BOOTSTRAP) --messages 5
+	@echo "Kafka is still running on $(BOOTSTRAP); stop it with: make kafka-down"
+
+clean: ## stop Kafka and remove local state (keeps the jar cache and .venv)
+	-$(KAFKA) down
+	-$(KAFKA) cluster-down
+	rm -rf .run
