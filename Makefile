@@ -62,9 +62,9 @@ test-unit: $(STAMP) ## the tests that need no broker
 # whole suite, and stops what it started even when the suite fails.
 test: $(STAMP) ## set everything up, run the whole suite against a real broker, tear down
 	@started=""; \
-	if ! $(KAFKA) bootstrap single >/dev/null 2>&1; then $(KAFKA) up; started="$$started single"; fi; \
-	$(KAFKA) cluster-up; started="$$started cluster"; \
 	trap 'for s in $$started; do if [ $$s = single ]; then $(KAFKA) down; else $(KAFKA) cluster-down; fi; done' EXIT; \
+	if ! $(KAFKA) bootstrap single >/dev/null 2>&1; then started="single"; $(KAFKA) up; fi; \
+	started="$$started cluster"; $(KAFKA) cluster-up; \
 	DYNASYNC_KAFKA_BOOTSTRAP=$(BOOTSTRAP) DYNASYNC_KAFKA_REQUIRED=1 \
 	DYNASYNC_KAFKA_CLUSTER_BOOTSTRAP=$(CLUSTER_BOOTSTRAP) \
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
