@@ -86,7 +86,9 @@ class ODataClient:
     async def delete(self, path: str, headers: dict[str, str] | None = None) -> Reply:
         return await self.request("DELETE", path, headers=headers)
 
-    async def create(self, entity_set: str, body: Any, headers: dict[str, str] | None = None) -> str:
+    async def create(
+        self, entity_set: str, body: Any, headers: dict[str, str] | None = None
+    ) -> str:
         """POST and return the new id from OData-EntityId."""
         reply = await self.post(entity_set, body, headers)
         assert reply.status == 204, reply.text
@@ -192,7 +194,9 @@ class RunningEmulator:
         url = f"{self.origin}/_emulator/{path}"
         async with self.session.request(method, url, data=data) as resp:
             text = await resp.text()
-            return Reply(resp.status, dict(resp.headers), orjson.loads(text) if text else None, text)
+            return Reply(
+                resp.status, dict(resp.headers), orjson.loads(text) if text else None, text
+            )
 
     async def seed_user(self, name: str) -> tuple[str, str]:
         """Create a systemuser; returns (systemuserid, aad object id)."""
