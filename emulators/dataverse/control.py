@@ -37,7 +37,7 @@ def parse_fault_plan(data: Any) -> FaultPlan:
     if unknown:
         raise ValueError(f"unknown fields: {sorted(unknown)}")
     status = data.get("status")
-    rate = data.get("rate", 1.0 if status is not None else 0.0)
+    rate = data.get("rate", 1.0)
     retry_after = data.get("retry_after", 1)
     latency = data.get("latency_ms", 0)
     if status is not None and (isinstance(status, bool) or status not in FAULT_STATUSES):
@@ -52,7 +52,7 @@ def parse_fault_plan(data: Any) -> FaultPlan:
         raise ValueError("retry_after must be an integer number of seconds between 0 and 3600")
     if isinstance(latency, bool) or not isinstance(latency, int) or not 0 <= latency <= 60_000:
         raise ValueError("latency_ms must be an integer between 0 and 60000")
-    if rate == 0:
+    if rate == 0 or (status is None and latency == 0):
         return FaultPlan()
     return FaultPlan(status, float(rate), retry_after, latency)
 

@@ -20,7 +20,7 @@ from .values import coerce, now_iso
 
 BIND = "@odata.bind"
 _BIND_VALUE = re.compile(r"^(?:.*/)?(?P<set>[A-Za-z_][A-Za-z0-9_]*)\((?P<id>[0-9a-fA-F-]{36})\)$")
-_IGNORED_READ_ONLY = {"versionnumber", "createdon", "modifiedon", "activitytypecode", "fullname"}
+_IGNORED_READ_ONLY = {"versionnumber", "createdon", "modifiedon", "activitytypecode"}
 
 
 @dataclass(frozen=True)
