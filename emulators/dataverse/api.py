@@ -7,15 +7,17 @@ from collections.abc import Callable
 from datetime import datetime
 
 from .config import EmulatorConfig, is_guid
+from .csdl import csdl
 from .errors import (
     CONCURRENCY_VERSION_MISMATCH,
     DUPLICATE_RECORD,
+    INVALID_ARGUMENT,
     RESOURCE_NOT_FOUND,
     ApiError,
     bad_request,
     not_found,
 )
-from .http import ApiRequest, ApiResponse, Prefer, parse_prefer
+from .http import ODATA_HEADERS, ApiRequest, ApiResponse, Prefer, parse_prefer
 from .metadata import Catalog, Table
 from .query import parse_options
 from .reads import Reader
@@ -64,6 +66,11 @@ class Api:
             path = f"{entity_set}({row_id})" + (f"/{rest}" if rest else "")
         if path in ("", "/"):
             return self._service_document(root, request)
+        if path == "$metadata":
+            if request.method != "GET":
+                raise _not_allowed(request.method, path)
+            headers = {**ODATA_HEADERS, "Content-Type": "application/xml"}
+            return ApiResponse(200, headers, csdl(self.catalog))
         if path in ("WhoAmI", "WhoAmI()"):
             return self._who_am_i(root, request)
         match = _PATH.match(path)
@@ -80,6 +87,15 @@ class Api:
         prefer = parse_prefer(request.headers)
         opts = parse_options(request.query, table, self.catalog)
         caller = self.caller(request)
+        if request.method != "GET" and table.logical == "activityparty":
+            verb = {"POST": "Create", "PATCH": "Update", "DELETE": "Delete"}.get(
+                request.method, request.method
+            )
+            raise bad_request(
+                f"The '{verb}' method does not support entities of type 'activityparty'; "
+                "write parties through the activity's <activity>_activity_parties collection.",
+                code=INVALID_ARGUMENT,
+            )
         if key is None:
             if request.method == "GET":
                 return self.reader.collection(root, table, opts, prefer)

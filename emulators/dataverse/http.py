@@ -104,5 +104,5 @@ def parse_prefer(headers: Headers) -> Prefer:
 
 
 def parse_query(text: str) -> list[tuple[str, str]]:
-    """Decode a raw query string (a literal ``+`` stays a plus, as OData clients expect)."""
-    return parse_qsl(text.replace("+", "%2B"), keep_blank_values=True)
+    """Decode a raw query string (form rules: ``+`` is a space, ``%2B`` a plus)."""
+    return parse_qsl(text, keep_blank_values=True)

@@ -157,3 +157,21 @@ async def test_conditional_get_304(dv: RunningEmulator) -> None:
         f"contacts({cid})", headers={"If-None-Match": first.json["@odata.etag"]}
     )
     assert same.status == 304
+
+
+async def test_metadata_and_service_document(dv: RunningEmulator) -> None:
+    import xml.etree.ElementTree as ET
+
+    reply = await dv.client.get("$metadata")
+    assert reply.status == 200
+    doc = ET.fromstring(reply.text)
+    ns = {"edm": "http://docs.oasis-open.org/odata/ns/edm"}
+    appointment = doc.find(".//edm:EntityType[@Name='appointment']", ns)
+    assert appointment is not None
+    navs = {n.get("Name") for n in appointment.findall("edm:NavigationProperty", ns)}
+    assert {"regardingobjectid_contact_appointment", "appointment_activity_parties"} <= navs
+    key = appointment.find("edm:Key/edm:PropertyRef", ns)
+    assert key is not None and key.get("Name") == "activityid"
+    service = await dv.client.get("")
+    names = {e["name"] for e in service.json["value"]}
+    assert {"contacts", "activityparties", "savedqueries", "faxes"} <= names

@@ -251,3 +251,14 @@ async def test_lookup_annotations_on_request(dv: RunningEmulator) -> None:
     assert body[f"{key}@Microsoft.Dynamics.CRM.associatednavigationproperty"] == (
         "parentcustomerid_account"
     )
+
+
+async def test_form_encoded_query_string(dv: RunningEmulator) -> None:
+    await dv.client.create("accounts", {"name": "A+B Ltd"})
+    await dv.client.create("accounts", {"name": "A B Ltd"})
+    url = f"{dv.client.root}accounts"
+    params = {"$filter": "name eq 'A+B Ltd'", "$select": "name"}
+    async with dv.session.get(url, params=params, headers=dv.client.headers()) as resp:
+        assert resp.status == 200
+        body = await resp.json()
+    assert [r["name"] for r in body["value"]] == ["A+B Ltd"]

@@ -264,3 +264,20 @@ async def test_bad_keys_and_methods(dv: RunningEmulator) -> None:
         headers={"If-Match": "*", "If-None-Match": "*"},
     )
     assert both.status == 400
+
+
+async def test_activityparties_are_written_only_through_activities(dv: RunningEmulator) -> None:
+    reply = await dv.client.post("activityparties", {"participationtypemask": 1})
+    assert reply.status == 400
+    assert "'Create' method does not support entities of type 'activityparty'" in reply.message
+    await dv.client.create(
+        "tasks",
+        {
+            "subject": "t",
+            "task_activity_parties": [{"participationtypemask": 9, "addressused": "o@x.test"}],
+        },
+    )
+    party = (await dv.client.get("activityparties")).json["value"][0]
+    assert party["_activityid_value"]
+    reply = await dv.client.delete(f"activityparties({party['activitypartyid']})")
+    assert reply.status == 400
