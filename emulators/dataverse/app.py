@@ -15,7 +15,7 @@ from .api import Api
 from .batch import execute_batch, parse_batch
 from .catalog import build_catalog
 from .config import EmulatorConfig
-from .control import Control, Faults, Stats
+from .control import Control, FaultPlan, Faults, Stats
 from .errors import ApiError
 from .http import ApiRequest, ApiResponse, Headers, parse_query
 from .security import Caller
@@ -58,7 +58,8 @@ class Emulator:
         """Back to a fresh organisation with only the application user."""
         self.store.clear()
         self.throttle.reset()
-        self.faults.plan = type(self.faults.plan)()
+        self.faults.plan = FaultPlan()
+        self.faults.injected = 0
         self.stats = Stats()
         app_user = Caller(self.config.app_user_id, impersonated=False)
         users = self.catalog.table("systemuser")

@@ -37,7 +37,7 @@ def resolve_caller(headers: Mapping[str, str], store: Store, app_user_id: str) -
             )
         for user in store.rows["systemuser"].values():
             if user.values.get("azureactivedirectoryobjectid") == value:
-                return _enabled(user)
+                return _enabled(user, app_user_id)
         raise ApiError(
             404,
             "0x80040217",
@@ -53,11 +53,13 @@ def resolve_caller(headers: Mapping[str, str], store: Store, app_user_id: str) -
         found = store.get("systemuser", value)
         if found is None:
             raise not_found("systemuser", value)
-        return _enabled(found)
+        return _enabled(found, app_user_id)
     return Caller(app_user_id, impersonated=False)
 
 
-def _enabled(user: Row) -> Caller:
+def _enabled(user: Row, app_user_id: str) -> Caller:
+    if user.id == app_user_id:
+        return Caller(app_user_id, impersonated=False)
     if user.values.get("isdisabled"):
         raise ApiError(
             403,

@@ -78,14 +78,7 @@ def _expanded(
     store: Store, table: Table, row: Row, item: Expand, annotations: bool
 ) -> dict[str, Any] | list[dict[str, Any]] | None:
     if item.collection:
-        parties = sorted(
-            (
-                p
-                for p in store.rows["activityparty"].values()
-                if p.values.get("_activityid_value") == row.id
-            ),
-            key=lambda p: p.id,
-        )
+        parties = store.parties_of(row.id)
         if item.filter is not None:
             predicate = item.filter
             parties = [p for p in parties if predicate(p.values)]

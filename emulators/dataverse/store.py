@@ -49,6 +49,23 @@ class Store:
         self.version = VERSION_BASE
         self.expired_below = 0
         self._journal: list[Callable[[], None]] | None = None
+        self._generation = 0
+        self._party_index: tuple[int, dict[str, list[Row]]] | None = None
+
+    def parties_of(self, activity_id: str) -> list[Row]:
+        """The activity parties of an activity, by id (indexed, rebuilt after any change)."""
+        cached = self._party_index
+        if cached is None or cached[0] != self._generation:
+            index: dict[str, list[Row]] = {}
+            for party in self.rows["activityparty"].values():
+                owner = party.values.get("_activityid_value")
+                if isinstance(owner, str):
+                    index.setdefault(owner, []).append(party)
+            for parties in index.values():
+                parties.sort(key=lambda p: p.id)
+            cached = (self._generation, index)
+            self._party_index = cached
+        return list(cached[1].get(activity_id, []))
 
     def clear(self) -> None:
         """Drop every row, tombstone and share; tokens issued before are expired."""
@@ -57,6 +74,7 @@ class Store:
             self.tombstones[logical] = {}
         self.shares = set()
         self._journal = None
+        self._generation += 1
         self.expire_tokens()
 
     def next_version(self) -> int:
@@ -78,8 +96,10 @@ class Store:
         previous = table_rows.get(row.id)
         tomb = self.tombstones[logical].pop(row.id, None)
         table_rows[row.id] = row
+        self._generation += 1
 
         def undo() -> None:
+            self._generation += 1
             if previous is None:
                 table_rows.pop(row.id, None)
             else:
@@ -96,8 +116,10 @@ class Store:
         tomb = Tombstone(row_id, self.next_version())
         old_tomb = self.tombstones[logical].get(row_id)
         self.tombstones[logical][row_id] = tomb
+        self._generation += 1
 
         def undo() -> None:
+            self._generation += 1
             table_rows[row_id] = previous
             if old_tomb is None:
                 self.tombstones[logical].pop(row_id, None)

@@ -224,7 +224,7 @@ class Writer:
             if attr in table.lookups:
                 values[f"_{attr}_value"] = caller.user_id
                 row.targets[attr] = "systemuser"
-        self._apply(table, row, changes, caller, stamp)
+        self._apply(table, row, changes, caller, stamp, existed=False)
         return row
 
     def update(self, table: Table, current: Row, changes: Changes, caller: Caller) -> Row:
@@ -234,17 +234,19 @@ class Writer:
         row = current.copy()
         if "modifiedby" in table.lookups:
             row.values["_modifiedby_value"] = caller.user_id
-        self._apply(table, row, changes, caller, now_iso(self.clock()))
+        self._apply(table, row, changes, caller, now_iso(self.clock()), existed=True)
         return row
 
     def delete(self, table: Table, row: Row, caller: Caller) -> None:
         check_modify(caller, self.store, table, row, privilege="Delete")
         if table.party_navigation is not None:
-            for party in self._parties_of(row.id):
+            for party in self.store.parties_of(row.id):
                 self.store.delete("activityparty", party.id)
         self.store.delete(table.logical, row.id)
 
-    def _apply(self, table: Table, row: Row, changes: Changes, caller: Caller, stamp: str) -> None:
+    def _apply(
+        self, table: Table, row: Row, changes: Changes, caller: Caller, stamp: str, existed: bool
+    ) -> None:
         row.values.update(changes.values)
         for attr, ref in changes.lookups.items():
             lookup = table.lookups[attr]
@@ -264,20 +266,13 @@ class Writer:
         row.values["versionnumber"] = self.store.next_version()
         self.store.put(table.logical, row)
         if changes.parties is not None:
-            self._replace_parties(table, row, changes.parties, caller, stamp)
-
-    def _parties_of(self, activity_id: str) -> list[Row]:
-        return [
-            p
-            for p in self.store.rows["activityparty"].values()
-            if p.values.get("_activityid_value") == activity_id
-        ]
+            self._replace_parties(table, row, changes.parties, stamp, existed)
 
     def _replace_parties(
-        self, table: Table, row: Row, specs: list[PartySpec], caller: Caller, stamp: str
+        self, table: Table, row: Row, specs: list[PartySpec], stamp: str, existed: bool
     ) -> None:
         party_table = self.catalog.table("activityparty")
-        for old in self._parties_of(row.id):
+        for old in self.store.parties_of(row.id) if existed else []:
             self.store.delete("activityparty", old.id)
         for spec in specs:
             party_id = str(uuid.uuid4())

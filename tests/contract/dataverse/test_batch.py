@@ -161,3 +161,23 @@ async def test_malformed_batches_are_400(dv: RunningEmulator) -> None:
     )
     assert reply.status == 400
     assert (await dv.client.get("$batch")).status == 405
+
+
+async def test_return_representation_inside_changeset(dv: RunningEmulator) -> None:
+    _, items = await _batch(
+        dv,
+        [
+            [
+                BatchOp(
+                    "PATCH",
+                    f"{API}contacts({uuid.uuid4()})?$select=lastname",
+                    {"lastname": "Rep"},
+                    content_id="a",
+                    headers={"Prefer": "return=representation", "If-None-Match": "*"},
+                )
+            ]
+        ],
+    )
+    assert items[0].status == 201
+    assert items[0].body["lastname"] == "Rep"
+    assert items[0].headers["OData-EntityId"].endswith(f"({items[0].body['contactid']})")

@@ -111,3 +111,9 @@ async def test_share_control_validation(dv: RunningEmulator) -> None:
         "POST", "share", {"table": "contact", "id": str(uuid.uuid4()), "systemuserid": user}
     )
     assert missing.status == 404
+
+
+async def test_impersonating_the_app_user_keeps_its_rights(dv: RunningEmulator) -> None:
+    app_user = (await dv.client.get("WhoAmI")).json["UserId"]
+    reply = await dv.client.post("savedqueries", {"name": "x"}, headers={"MSCRMCallerID": app_user})
+    assert reply.status == 204
