@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from .throttle import Throttle
 from .writes import PayloadParser
 
 API_ROOT = "/api/data/v9.2/"
+_LOG = logging.getLogger(__name__)
 
 
 def _utcnow() -> datetime:
@@ -171,6 +173,12 @@ class Emulator:
         except ApiError as exc:
             status = exc.status
             return _error(exc)
+        except web.HTTPException as exc:
+            status = exc.status
+            return _error(ApiError(exc.status, "0x80040216", exc.reason))
+        except Exception:
+            _LOG.exception("unexpected error answering %s %s", request.method, request.path)
+            return _error(ApiError(500, "0x80040216", "An unexpected error occurred."))
         finally:
             if admitted:
                 self.throttle.release(user, (time.monotonic() - started) * 1000)

@@ -6,6 +6,9 @@ import uuid
 
 import pytest
 
+from emulators.dataverse import EmulatorConfig
+
+from .conftest import MakeEmulator
 from .odata import RunningEmulator
 
 UNDECLARED = "An undeclared property '{}' which only has property annotations in the payload"
@@ -281,3 +284,11 @@ async def test_activityparties_are_written_only_through_activities(dv: RunningEm
     assert party["_activityid_value"]
     reply = await dv.client.delete(f"activityparties({party['activitypartyid']})")
     assert reply.status == 400
+
+
+async def test_oversized_body_is_413(make_emulator: MakeEmulator) -> None:
+    dv = await make_emulator(EmulatorConfig(max_body_bytes=2048))
+    reply = await dv.client.post("contacts", {"description": "x" * 1900, "lastname": "y" * 200})
+    assert reply.status == 413
+    assert reply.json["error"]["code"] == "0x80040216"
+    assert (await dv.client.get("contacts")).json["value"] == []
