@@ -17,7 +17,7 @@ from .errors import (
     bad_request,
     not_found,
 )
-from .http import ODATA_HEADERS, ApiRequest, ApiResponse, Prefer, parse_prefer
+from .messages import ODATA_HEADERS, ApiRequest, ApiResponse, Prefer, parse_prefer
 from .metadata import Catalog, Table
 from .query import parse_options
 from .reads import Reader

@@ -18,7 +18,7 @@ from .catalog import build_catalog
 from .config import EmulatorConfig
 from .control import Control, FaultPlan, Faults, Stats
 from .errors import ApiError
-from .http import ApiRequest, ApiResponse, Headers, parse_query
+from .messages import ApiRequest, ApiResponse, Headers, parse_query
 from .security import Caller
 from .store import Store
 from .throttle import Throttle

@@ -11,7 +11,7 @@ from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from .errors import INVALID_ARGUMENT, ApiError, bad_request
-from .http import ApiRequest, ApiResponse, Headers, parse_prefer, parse_query
+from .messages import ApiRequest, ApiResponse, Headers, parse_prefer, parse_query
 
 API_PREFIX = "/api/data/v9.2/"
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)

@@ -16,7 +16,7 @@ from .changetracking import (
     encode_token,
 )
 from .errors import bad_request, not_found
-from .http import ApiResponse, Prefer
+from .messages import ApiResponse, Prefer
 from .metadata import Catalog, Table
 from .query import QueryOptions
 from .serialize import context_url, etag, render, sort_rows
