@@ -1,0 +1,328 @@
+"""Graph subscriptions: one per mailbox per resource, each with its own random clientState,
+renewed well before expiry, recreated when removed, reauthorized on demand. Their state lives
+in the compacted cursors topic (key ``sub:<mailbox>:<resource>``) so a restart neither loses nor
+duplicates a subscription; the receiver's registry reads the same state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from connectors.errors import ConnectorError, InvalidResponseError, NotFoundError
+from connectors.graph.notifications import RESOURCE_KINDS, NotificationRecord, ResourceKind
+from connectors.graph.store import CursorStore
+from connectors.graph.transport import GraphTransport
+
+log = logging.getLogger(__name__)
+
+MAX_LIFETIME = timedelta(minutes=10_080)
+MAX_CLIENT_STATE = 128
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def parse_time(value: Any, what: str) -> datetime:
+    """Parse a Graph ISO-8601 timestamp (7-digit fractions and ``Z`` included), as UTC."""
+    if not isinstance(value, str):
+        raise InvalidResponseError(f"{what} is not a timestamp string")
+    text = _FRACTION.sub(r"\1", value.strip()).replace("Z", "+00:00")
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidResponseError(f"{what} is not an ISO timestamp: {value[:40]!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC)
+
+
+def format_time(when: datetime) -> str:
+    """UTC ISO-8601 with a ``Z``, seconds precision."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_client_state() -> str:
+    """A fresh random clientState (URL-safe, well under Graph's 128 characters)."""
+    state = secrets.token_urlsafe(48)
+    assert len(state) <= MAX_CLIENT_STATE
+    return state
+
+
+def subscription_key(mailbox_id: str, resource: ResourceKind) -> str:
+    """The cursors-topic key of one subscription."""
+    return f"sub:{mailbox_id}:{resource}"
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRecord:
+    """One subscription's state. ``subscription_id`` is None while its creation is pending."""
+
+    mailbox_id: str
+    resource: ResourceKind
+    client_state: str
+    subscription_id: str | None = None
+    expires_at: str | None = None
+
+    def to_json(self) -> str:
+        """Serialise for the cursors topic."""
+        return orjson.dumps(
+            {
+                "mailbox_id": self.mailbox_id,
+                "resource": self.resource,
+                "client_state": self.client_state,
+                "subscription_id": self.subscription_id,
+                "expires_at": self.expires_at,
+            }
+        ).decode()
+
+    @classmethod
+    def from_json(cls, raw: str) -> SubscriptionRecord:
+        """Decode a stored record; ValueError if it is not one."""
+        data = orjson.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("subscription record must be an object")
+        resource = data.get("resource")
+        if resource not in RESOURCE_KINDS:
+            raise ValueError(f"bad resource {resource!r}")
+        mailbox, state = data.get("mailbox_id"), data.get("client_state")
+        sid, expires = data.get("subscription_id"), data.get("expires_at")
+        if not isinstance(mailbox, str) or not isinstance(state, str):
+            raise ValueError("mailbox_id and client_state must be strings")
+        if sid is not None and not isinstance(sid, str):
+            raise ValueError("subscription_id must be a string")
+        if expires is not None and not isinstance(expires, str):
+            raise ValueError("expires_at must be a string")
+        return cls(mailbox, resource, state, sid, expires)
+
+    def expiry(self) -> datetime | None:
+        """The expiry as a datetime, if known."""
+        return None if self.expires_at is None else parse_time(self.expires_at, "expires_at")
+
+
+class SubscriptionRegistry:
+    """Reads subscription records from the cursor store (the receiver's view)."""
+
+    def __init__(self, store: CursorStore) -> None:
+        self._store = store
+
+    def records(self) -> list[SubscriptionRecord]:
+        """Every stored record (unreadable ones skipped, with a warning)."""
+        out: list[SubscriptionRecord] = []
+        for key, raw in self._store.items("sub:"):
+            try:
+                out.append(SubscriptionRecord.from_json(raw))
+            except ValueError as exc:
+                log.warning("skipping unreadable subscription record %s: %s", key, exc)
+        return out
+
+    def lookup(self, subscription_id: str) -> SubscriptionRecord | None:
+        """The record of ``subscription_id``, or None if it is not one of ours."""
+        for rec in self.records():
+            if rec.subscription_id == subscription_id:
+                return rec
+        return None
+
+    def get(self, mailbox_id: str, resource: ResourceKind) -> SubscriptionRecord | None:
+        """The record of one mailbox's resource."""
+        raw = self._store.get(subscription_key(mailbox_id, resource))
+        if raw is None:
+            return None
+        try:
+            return SubscriptionRecord.from_json(raw)
+        except ValueError:
+            return None
+
+
+MissedCallback = Callable[[str, ResourceKind], Awaitable[None]]
+
+
+class SubscriptionManager:
+    """Creates, renews, recreates and reauthorizes the subscriptions of a set of mailboxes."""
+
+    def __init__(
+        self,
+        transport: GraphTransport,
+        store: CursorStore,
+        *,
+        notification_url: str,
+        lifecycle_url: str,
+        resources: Sequence[ResourceKind] = RESOURCE_KINDS,
+        lifetime: timedelta = timedelta(minutes=4230),
+        renew_before: timedelta = timedelta(hours=12),
+        jitter: float = 0.1,
+        on_missed: MissedCallback | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if lifetime > MAX_LIFETIME or lifetime <= renew_before:
+            raise ValueError("lifetime must be <= 10080 minutes and longer than renew_before")
+        self._t = transport
+        self._store = store
+        self.registry = SubscriptionRegistry(store)
+        self._url = notification_url
+        self._lifecycle_url = lifecycle_url
+        self._resources = tuple(resources)
+        self._lifetime = lifetime
+        self._renew_before = renew_before
+        self._jitter = jitter
+        self._on_missed = on_missed
+        self._now = now
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    def _resource_path(self, mailbox_id: str, resource: ResourceKind) -> str:
+        return f"users/{mailbox_id}/{resource}"
+
+    def _renew_due(self, rec: SubscriptionRecord) -> bool:
+        expiry = rec.expiry()
+        if expiry is None:
+            return True
+        margin = self._renew_before * (1 + random.uniform(0, self._jitter))
+        return expiry - margin <= self._now()
+
+    async def ensure(self, mailbox_id: str) -> list[SubscriptionRecord]:
+        """Make sure every resource of ``mailbox_id`` has a live subscription; return them."""
+        out = []
+        for resource in self._resources:
+            async with self._lock(subscription_key(mailbox_id, resource)):
+                out.append(await self._ensure_one(mailbox_id, resource))
+        return out
+
+    async def _ensure_one(self, mailbox_id: str, resource: ResourceKind) -> SubscriptionRecord:
+        rec = self.registry.get(mailbox_id, resource)
+        if rec is None or rec.subscription_id is None:
+            return await self._create(mailbox_id, resource, pending=rec)
+        expiry = rec.expiry()
+        if expiry is not None and expiry <= self._now():
+            return await self._create(mailbox_id, resource, pending=None)
+        if self._renew_due(rec):
+            return await self._renew(rec)
+        return rec
+
+    async def _create(
+        self, mailbox_id: str, resource: ResourceKind, *, pending: SubscriptionRecord | None
+    ) -> SubscriptionRecord:
+        key = subscription_key(mailbox_id, resource)
+        if pending is not None:
+            adopted = await self._adopt(pending)
+            if adopted is not None:
+                await self._store.put(key, adopted.to_json())
+                return adopted
+        rec = SubscriptionRecord(mailbox_id, resource, new_client_state())
+        await self._store.put(key, rec.to_json())  # pending: a crash now is recoverable
+        expires = format_time(self._now() + self._lifetime)
+        body = {
+            "changeType": "created,updated,deleted",
+            "notificationUrl": self._url,
+            "lifecycleNotificationUrl": self._lifecycle_url,
+            "resource": self._resource_path(mailbox_id, resource),
+            "expirationDateTime": expires,
+            "clientState": rec.client_state,
+        }
+        resp = await self._t.request(mailbox_id, "POST", "subscriptions", json=body, safe=False)
+        data = resp.body or {}
+        sid = data.get("id")
+        if not isinstance(sid, str) or not sid:
+            raise InvalidResponseError("POST subscriptions: response has no id")
+        expiry = parse_time(data.get("expirationDateTime", expires), "expirationDateTime")
+        done = replace(rec, subscription_id=sid, expires_at=format_time(expiry))
+        await self._store.put(key, done.to_json())
+        log.info("subscription created mailbox=%s resource=%s id=%s", mailbox_id, resource, sid)
+        return done
+
+    async def _adopt(self, pending: SubscriptionRecord) -> SubscriptionRecord | None:
+        """After a crash between POST and store: find the subscription Graph did create."""
+        try:
+            resp = await self._t.request(pending.mailbox_id, "GET", "subscriptions")
+        except ConnectorError as exc:
+            log.warning("cannot list subscriptions to adopt a pending one: %s", exc)
+            return None
+        items = (resp.body or {}).get("value")
+        if not isinstance(items, list):
+            return None
+        path = self._resource_path(pending.mailbox_id, pending.resource).lower()
+        for item in items:
+            if (
+                isinstance(item, dict)
+                and str(item.get("resource", "")).lower() == path
+                and item.get("notificationUrl") == self._url
+                and isinstance(item.get("id"), str)
+            ):
+                expiry = parse_time(item.get("expirationDateTime"), "expirationDateTime")
+                return replace(pending, subscription_id=item["id"], expires_at=format_time(expiry))
+        return None
+
+    async def _renew(self, rec: SubscriptionRecord) -> SubscriptionRecord:
+        assert rec.subscription_id is not None
+        expires = format_time(self._now() + self._lifetime)
+        try:
+            resp = await self._t.request(
+                rec.mailbox_id,
+                "PATCH",
+                f"subscriptions/{rec.subscription_id}",
+                json={"expirationDateTime": expires},
+                safe=True,
+            )
+        except NotFoundError:
+            log.info("subscription %s is gone; recreating", rec.subscription_id)
+            return await self._create(rec.mailbox_id, rec.resource, pending=None)
+        data = resp.body or {}
+        expiry = parse_time(data.get("expirationDateTime", expires), "expirationDateTime")
+        done = replace(rec, expires_at=format_time(expiry))
+        await self._store.put(subscription_key(rec.mailbox_id, rec.resource), done.to_json())
+        return done
+
+    async def remove(self, mailbox_id: str) -> None:
+        """Delete every subscription of ``mailbox_id`` (mailbox disabled)."""
+        for resource in self._resources:
+            rec = self.registry.get(mailbox_id, resource)
+            if rec is None:
+                continue
+            if rec.subscription_id is not None:
+                with contextlib.suppress(NotFoundError):
+                    await self._t.request(
+                        mailbox_id, "DELETE", f"subscriptions/{rec.subscription_id}"
+                    )
+            await self._store.put(subscription_key(mailbox_id, resource), None)
+
+    async def handle_lifecycle(self, record: NotificationRecord) -> None:
+        """Act on a lifecycle notification published by the receiver."""
+        event = record.lifecycle_event
+        rec = self.registry.lookup(record.subscription_id)
+        if event is None or rec is None:
+            return
+        key = subscription_key(rec.mailbox_id, rec.resource)
+        if event == "reauthorizationRequired":
+            async with self._lock(key):
+                await self._renew(rec)
+        elif event == "subscriptionRemoved":
+            async with self._lock(key):
+                await self._create(rec.mailbox_id, rec.resource, pending=None)
+        elif event == "missed" and self._on_missed is not None:
+            await self._on_missed(rec.mailbox_id, rec.resource)
+
+    def next_due(self) -> datetime | None:
+        """When the earliest renewal falls due."""
+        times = [e - self._renew_before for r in self.registry.records() if (e := r.expiry())]
+        return min(times) if times else None
+
+    async def run(self, mailboxes: Callable[[], Sequence[str]], *, max_sleep: float = 300) -> None:
+        """Keep every mailbox's subscriptions alive until cancelled."""
+        while True:
+            for mailbox in mailboxes():
+                try:
+                    await self.ensure(mailbox)
+                except ConnectorError as exc:
+                    log.warning("subscriptions of %s not ensured: %s", mailbox, exc)
+            due = self.next_due()
+            wait = max_sleep if due is None else (due - self._now()).total_seconds()
+            await asyncio.sleep(min(max(wait, 1.0), max_sleep) * random.uniform(0.9, 1.0))

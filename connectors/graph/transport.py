@@ -1,0 +1,192 @@
+"""Raw Graph requests over one httpx client: auth header, per-mailbox limiter, retries of safe
+requests, Retry-After, error mapping and validation of the response at the edge."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from connectors.errors import (
+    AuthError,
+    BadRequestError,
+    ConnectorError,
+    CursorExpiredError,
+    ForbiddenError,
+    InvalidResponseError,
+    NotFoundError,
+    PreconditionFailedError,
+    ThrottledError,
+    TransientError,
+)
+from connectors.http import (
+    RETRIABLE_STATUS,
+    KeyedLimiter,
+    RetryPolicy,
+    parse_retry_after,
+    safe_to_repeat,
+    with_retries,
+)
+
+TokenProvider = Callable[[], Awaitable[str]]
+"""Returns a bearer access token (cached and refreshed by the provider)."""
+
+GRAPH_CONCURRENCY = 4
+GRAPH_BUDGET = 10_000
+GRAPH_WINDOW_S = 600.0
+
+
+def graph_limiter(scale: float = 1.0) -> KeyedLimiter:
+    """A limiter at Graph's per-mailbox figures: 4 concurrent, 10,000 requests / 10 minutes."""
+    return KeyedLimiter(
+        concurrency=GRAPH_CONCURRENCY, budget=max(1, int(GRAPH_BUDGET * scale)), window_s=600.0
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GraphResponse:
+    """A successful Graph response: status, headers and the decoded JSON body (None if empty)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: dict[str, Any] | None
+
+
+def _error_code(body: bytes) -> tuple[str | None, str]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, body[:200].decode("utf-8", errors="replace")
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        err = data["error"]
+        code = err.get("code") if isinstance(err.get("code"), str) else None
+        msg = err.get("message") if isinstance(err.get("message"), str) else ""
+        return code, str(msg)[:500]
+    return None, ""
+
+
+def error_for(status: int, headers: Mapping[str, str], body: bytes, what: str) -> ConnectorError:
+    """The connector error a failed Graph response stands for."""
+    code, message = _error_code(body)
+    text = (
+        f"{what}: HTTP {status}"
+        + (f" {code}" if code else "")
+        + (f": {message}" if message else "")
+    )
+    retry_after = parse_retry_after(headers.get("retry-after"))
+    if status == 429 or (status == 503 and retry_after is not None):
+        return ThrottledError(text, retry_after=retry_after or 1.0, status=status, code=code)
+    if status == 410 or code in ("syncStateNotFound", "SyncStateNotFound", "syncStateInvalid"):
+        return CursorExpiredError(text, status=status, code=code)
+    if status in RETRIABLE_STATUS:
+        return TransientError(text, status=status, code=code)
+    if status == 401:
+        return AuthError(text, status=status, code=code)
+    if status == 403:
+        return ForbiddenError(text, status=status, code=code)
+    if status == 404:
+        return NotFoundError(text, status=status, code=code)
+    if status == 412:
+        return PreconditionFailedError(text, status=status, code=code)
+    if status == 400:
+        return BadRequestError(text, status=status, code=code)
+    return ConnectorError(text, status=status, code=code)
+
+
+def decode_body(content: bytes, what: str) -> dict[str, Any] | None:
+    """Decode a JSON object body; empty -> None; anything else -> InvalidResponseError."""
+    if not content.strip():
+        return None
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidResponseError(f"{what}: response is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InvalidResponseError(f"{what}: response is not a JSON object")
+    return data
+
+
+class GraphTransport:
+    """Every Graph call of the connector goes through ``request``."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        token: TokenProvider,
+        *,
+        limiter: KeyedLimiter | None = None,
+        policy: RetryPolicy | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._http = http
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._limiter = limiter or graph_limiter()
+        self._policy = policy or RetryPolicy()
+        self._timeout = timeout_s
+
+    def url(self, path_or_url: str) -> str:
+        """An absolute URL for a path relative to the base (absolute links pass unchanged)."""
+        if path_or_url.startswith(("http://", "https://")):
+            return path_or_url
+        return f"{self.base_url}/{path_or_url.lstrip('/')}"
+
+    async def request(
+        self,
+        mailbox: str,
+        method: str,
+        path_or_url: str,
+        *,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        safe: bool | None = None,
+    ) -> GraphResponse:
+        """Send one request on behalf of ``mailbox``; retry when it is safe to repeat."""
+        hdrs = dict(headers or {})
+        repeatable = safe_to_repeat(method, hdrs) if safe is None else safe
+        url = self.url(path_or_url)
+        what = f"{method} {url.split('?')[0]}"
+
+        async def once() -> GraphResponse:
+            return await self._once(mailbox, method, url, json, hdrs, params, what)
+
+        return await with_retries(once, policy=self._policy, safe=repeatable)
+
+    async def _once(
+        self,
+        mailbox: str,
+        method: str,
+        url: str,
+        json: Any,
+        headers: dict[str, str],
+        params: Mapping[str, str] | None,
+        what: str,
+    ) -> GraphResponse:
+        token = await self._token()
+        send = {"Authorization": f"Bearer {token}", "Accept": "application/json", **headers}
+        content = None
+        if json is not None:
+            content = orjson.dumps(json)
+            send["Content-Type"] = "application/json"
+        async with self._limiter.slot(mailbox):
+            try:
+                resp = await self._http.request(
+                    method, url, content=content, headers=send, params=params, timeout=self._timeout
+                )
+            except httpx.TimeoutException as exc:
+                raise TransientError(f"{what}: timed out ({type(exc).__name__})") from None
+            except httpx.TransportError as exc:
+                raise TransientError(f"{what}: {type(exc).__name__}") from None
+        if resp.status_code >= 400:
+            err = error_for(resp.status_code, resp.headers, resp.content, what)
+            if isinstance(err, ThrottledError):
+                self._limiter.backoff(mailbox, err.retry_after)
+            raise err
+        if resp.status_code >= 300:
+            raise InvalidResponseError(f"{what}: unexpected HTTP {resp.status_code}")
+        return GraphResponse(resp.status_code, resp.headers, decode_body(resp.content, what))
