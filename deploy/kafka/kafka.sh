@@ -163,6 +163,8 @@ format_node() {
 launch_node() {
   local dir="$1"
   mkdir -p "$dir/logs"
+  rm -f "$dir/logs/server.log.prev" "$dir/logs/server.log".[0-9]*
+  if [[ -f "$dir/logs/server.log" ]]; then mv "$dir/logs/server.log" "$dir/logs/server.log.prev"; fi
   local -a heap extra
   read -r -a heap <<<"$HEAP"
   read -r -a extra <<<"${KAFKA_JVM_OPTS:-}"
@@ -175,8 +177,10 @@ launch_node() {
 
 show_log_tail() {
   local dir="$1"
-  say "--- tail of $dir/logs/server.log ---"
-  tail -n 40 "$dir/logs/server.log" >&2 2>/dev/null || true
+  if [[ -s "$dir/logs/server.log" ]]; then
+    say "--- tail of $dir/logs/server.log ---"
+    tail -n 40 "$dir/logs/server.log" >&2
+  fi
   if [[ -s "$dir/logs/console.log" ]]; then
     say "--- tail of $dir/logs/console.log ---"
     tail -n 20 "$dir/logs/console.log" >&2
@@ -414,7 +418,7 @@ cmd_clean() {
 }
 
 usage() {
-  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 

@@ -189,7 +189,8 @@ async def test_cluster_rf3_acks_all() -> None:
             [described] = await admin.describe_topics([topic])
             assert len(described["partitions"]) == 3
             for partition in described["partitions"]:
-                assert len(partition["replica_nodes"]) == 3
+                assert sorted(partition["replicas"]) == [1, 2, 3]
+                assert sorted(partition["isr"]) == [1, 2, 3]
             await produce(bootstrap, topic, 9)
             values, consumer = await consume(bootstrap, topic, f"g-{topic}", 9)
             await consumer.stop()
