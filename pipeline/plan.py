@@ -532,10 +532,11 @@ def _merge(
     if seen_version is not None:
         seen = seen.saw(seen_version, {**seen.seen, **projection}, observed_at)
     b.link = replace(link.with_side(c, seen), base=base)
-    creating_o = link.side(o).item_id is None
-    if to_o and not creating_o:
+    # One write in flight per side: later edits wait for its outcome, then go as one update
+    # (coalesced, and with the If-Match of the version that write produced).
+    if to_o and link.side(o).item_id is not None and not link.pending_to(o):
         b.command(o, "update", to_o)
-    if to_c and link.side(c).item_id is not None:
+    if to_c and link.side(c).item_id is not None and not link.pending_to(c):
         b.command(c, "update", to_c)
     if not b.actions:
         b.drop("nothing to propagate")
@@ -549,8 +550,8 @@ def _find_pending(link: LinkState, command_id: str) -> PendingWrite | None:
 def apply_outcome(link: LinkState, outcome: WriteOutcome, rules: MailboxRules, now: str) -> Plan:
     """Record ``outcome`` of one of the link's commands: ids, versions, the written projection.
 
-    An applied write moves ``base``; when nothing else is in flight the pair is re-merged from
-    what is known of both sides, so edits that arrived while a create was in flight follow.
+    An applied write moves ``base``; then the pair is re-merged from what is known of both
+    sides, so edits that arrived while a write was in flight follow as one update.
     """
     b = _Builder(link, rules, outcome.command_id, now)
     pending = _find_pending(link, outcome.command_id)
@@ -590,8 +591,7 @@ def apply_outcome(link: LinkState, outcome: WriteOutcome, rules: MailboxRules, n
         b.event("com.dynasync.item.synced.v1", "upsert", other_side(t), written)
         if pending.action == "send":
             b.command("crm", "mark_sent", {})
-        if not b.link.pending:
-            _reconcile(b)
+        _reconcile(b)
         return b.done()
     if outcome.status == "conflict":
         if pending.action != "delete" and side.version != pending.if_match:

@@ -1,0 +1,117 @@
+"""Sending the planner's actions: commands to the writers, change events (CloudEvents binary
+mode) to ``events.v1``, conflicts to ``conflicts``, alerts and poison records to ``dlq``.
+
+Every send is awaited until the broker acknowledged it, so the consumed offset that caused it
+can be committed only after the effect is durable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import faust
+import orjson
+
+from pipeline.plan import Action, Alert, ConflictRecord, Drop
+from pipeline.settings import Settings
+from pipeline.topics import (
+    COMMANDS_CRM,
+    COMMANDS_OUTLOOK,
+    CONFLICTS,
+    DLQ,
+    EVENTS_V1,
+    TopicSpec,
+    topic_name,
+)
+from schemas.codec import dumps, event_to_kafka
+from schemas.models import ChangeEvent, WriteCommand
+
+log = logging.getLogger(__name__)
+
+#: Header names of a dlq record.
+DLQ_ERROR = "x-dynasync-error"
+DLQ_TOPIC = "x-dynasync-topic"
+DLQ_PARTITION = "x-dynasync-partition"
+DLQ_OFFSET = "x-dynasync-offset"
+DLQ_REASON = "x-dynasync-reason"
+
+
+def utc_now() -> str:
+    """Now, UTC, seconds precision, as the contracts want it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def topic(app: faust.App, settings: Settings, spec: TopicSpec) -> faust.TopicT:
+    """The Faust topic of a catalogue entry, raw bytes both ways."""
+    return app.topic(topic_name(spec, settings.kafka), key_type=bytes, value_type=bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class Publisher:
+    """The output topics of the engine."""
+
+    commands_crm: faust.TopicT
+    commands_outlook: faust.TopicT
+    events: faust.TopicT
+    conflicts: faust.TopicT
+    dlq: faust.TopicT
+
+    @classmethod
+    def on(cls, app: faust.App, settings: Settings) -> Publisher:
+        """Declare the output topics on ``app``."""
+        return cls(
+            topic(app, settings, COMMANDS_CRM),
+            topic(app, settings, COMMANDS_OUTLOOK),
+            topic(app, settings, EVENTS_V1),
+            topic(app, settings, CONFLICTS),
+            topic(app, settings, DLQ),
+        )
+
+    async def emit(self, actions: Iterable[Action]) -> None:
+        """Send every action of a plan, each acknowledged before returning."""
+        for action in actions:
+            if isinstance(action, WriteCommand):
+                dst = self.commands_crm if action.target == "crm" else self.commands_outlook
+                await self._send(dst, action.mailbox_id.encode(), dumps(action))
+            elif isinstance(action, ChangeEvent):
+                headers, value = event_to_kafka(action)
+                await self._send(self.events, action.data.mailbox_id.encode(), value, headers)
+            elif isinstance(action, ConflictRecord):
+                await self._send(self.conflicts, action.mailbox_id.encode(), dumps(action))
+            elif isinstance(action, Alert):
+                log.warning("alert for mailbox %s: %s", action.mailbox_id, action.reason)
+                await self._send(
+                    self.dlq,
+                    action.mailbox_id.encode(),
+                    orjson.dumps(action),
+                    [(DLQ_REASON, b"alert"), (DLQ_ERROR, action.reason.encode()[:4096])],
+                )
+            elif isinstance(action, Drop):
+                log.debug("dropped: %s", action.reason)
+
+    async def poison(self, event: faust.EventT[bytes], error: str, reason: str = "poison") -> None:
+        """Park the original record in ``dlq`` with the error and where it came from."""
+        msg = event.message
+        headers = [
+            (DLQ_REASON, reason.encode()),
+            (DLQ_ERROR, error.encode("utf-8", errors="replace")[:4096]),
+            (DLQ_TOPIC, str(msg.topic).encode()),
+            (DLQ_PARTITION, str(msg.partition).encode()),
+            (DLQ_OFFSET, str(msg.offset).encode()),
+        ]
+        key = msg.key if isinstance(msg.key, bytes) else None
+        value = msg.value if isinstance(msg.value, bytes) else b""
+        await self._send(self.dlq, key, value, headers)
+
+    async def _send(
+        self,
+        dst: faust.TopicT,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        sent = await dst.send(key=key, value=value, headers=headers)
+        await sent

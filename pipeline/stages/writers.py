@@ -1,0 +1,77 @@
+"""The writer stage: ``commands.crm`` / ``commands.outlook`` → a CommandSink → ``outcomes``.
+
+The sink comes from a factory handed to the stage, so tests plug in the in-memory side and
+production the Graph / Dataverse writers. An outcome is acknowledged by the broker before the
+command's offset may be committed. An exception from the sink means nothing is known about the
+command: it is retried with backoff (the partition waits, order holds), and after
+``max_attempts`` parked in ``dlq`` for replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import faust
+
+from connectors.base import CommandSink
+from pipeline.app import Stage
+from pipeline.settings import Settings
+from pipeline.stages.publish import Publisher, topic
+from pipeline.topics import COMMANDS_CRM, COMMANDS_OUTLOOK, OUTCOMES, topic_name
+from schemas.codec import dumps, loads
+from schemas.models import WriteCommand, WriteOutcome
+from schemas.types import Side
+
+log = logging.getLogger(__name__)
+
+#: Builds (or looks up) the sink for one side of one mailbox: (target, org_id, mailbox_id).
+SinkFactory = Callable[[Side, str, str], CommandSink]
+
+
+def writers_stage(sinks: SinkFactory, *, max_attempts: int = 5, backoff_s: float = 0.2) -> Stage:
+    """The writer stage applying commands through ``sinks``."""
+
+    def register(app: faust.App, settings: Settings) -> None:
+        publisher = Publisher.on(app, settings)
+        outcomes = topic(app, settings, OUTCOMES)
+        source = app.topic(
+            topic_name(COMMANDS_CRM, settings.kafka),
+            topic_name(COMMANDS_OUTLOOK, settings.kafka),
+            key_type=bytes,
+            value_type=bytes,
+        )
+
+        async def apply(command: WriteCommand) -> WriteOutcome:
+            sink = sinks(command.target, command.org_id, command.mailbox_id)
+            delay = backoff_s
+            for attempt in range(1, max_attempts + 1):
+                try:
+                    (outcome,) = await sink.apply([command])
+                    return outcome
+                except Exception as exc:
+                    if attempt == max_attempts:
+                        raise
+                    log.warning("write %s failed (%s), retrying", command.command_id, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+            raise AssertionError("unreachable")
+
+        async def run(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+            async for event in stream.events():
+                try:
+                    command = loads(WriteCommand, event.value, check=False)
+                    outcome = await apply(command)
+                except Exception as exc:
+                    log.warning("command parked on dlq: %s", exc)
+                    await publisher.poison(event, f"{type(exc).__name__}: {exc}")
+                    yield None
+                    continue
+                sent = await outcomes.send(key=command.mailbox_id.encode(), value=dumps(outcome))
+                await sent
+                yield None
+
+        app.agent(source, name="writers", concurrency=1)(run)
+
+    return register
