@@ -1,0 +1,163 @@
+"""The Outlook reader loop: per mailbox, coalesce notifications into one delta pass per
+stream, publish every change to the changes topic keyed by mailbox (acknowledged), and only then
+store the stream's deltaLink in the cursors topic. A kill at any point re-reads; it never loses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer
+
+from connectors.errors import ConnectorError, CursorExpiredError
+from connectors.graph.notifications import NotificationRecord, PayloadError, ResourceKind
+from connectors.graph.reader import GraphDeltaSource
+from connectors.graph.store import CursorStore, Publisher
+from schemas.codec import dumps
+from schemas.types import Kind
+
+log = logging.getLogger(__name__)
+
+RESOURCE_TO_KIND: dict[ResourceKind, Kind] = {
+    "messages": "email",
+    "events": "appointment",
+    "contacts": "contact",
+}
+
+
+def cursor_key(stream_id: str) -> str:
+    """The cursors-topic key of one delta stream."""
+    return f"delta:{stream_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    """What one delta pass over a stream did."""
+
+    stream_id: str
+    published: int
+    full_sync: bool
+
+
+StreamsFor = Callable[[str], Sequence[GraphDeltaSource]]
+"""The delta sources of a mailbox (its synced folders, contacts, calendar window, To Do lists)."""
+
+
+class OutlookReader:
+    """Runs delta passes for mailboxes and publishes their changes."""
+
+    def __init__(
+        self,
+        streams_for: StreamsFor,
+        publisher: Publisher,
+        cursors: CursorStore,
+        *,
+        changes_topic: str,
+    ) -> None:
+        self._streams_for = streams_for
+        self._publisher = publisher
+        self._cursors = cursors
+        self._topic = changes_topic
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def sync_stream(self, source: GraphDeltaSource) -> PassResult:
+        """One delta pass over ``source`` from its stored cursor (a full sync if it expired)."""
+        key = cursor_key(source.stream_id)
+        cursor = self._cursors.get(key)
+        try:
+            return await self._pass(source, cursor)
+        except CursorExpiredError:
+            if cursor is None:
+                raise
+            log.warning("%s: delta cursor expired; full resync", source.stream_id)
+            return await self._pass(source, None)
+
+    async def _pass(self, source: GraphDeltaSource, cursor: str | None) -> PassResult:
+        published = 0
+        full = cursor is None
+        mailbox = source.stream.mailbox_id
+        async for batch in source.read(cursor):
+            full = full or batch.full_sync
+            if batch.changes:
+                await asyncio.gather(
+                    *(self._publisher.send(self._topic, mailbox, dumps(c)) for c in batch.changes)
+                )
+                published += len(batch.changes)
+            if batch.cursor is not None:
+                await self._cursors.put(cursor_key(source.stream_id), batch.cursor)
+        return PassResult(source.stream_id, published, full)
+
+    async def sync_mailbox(
+        self, mailbox_id: str, kinds: Iterable[Kind] | None = None
+    ) -> list[PassResult]:
+        """One pass over every stream of ``mailbox_id`` (or only those of ``kinds``), in order."""
+        wanted = None if kinds is None else set(kinds)
+        lock = self._locks.setdefault(mailbox_id, asyncio.Lock())
+        async with lock:
+            results = []
+            for source in self._streams_for(mailbox_id):
+                if wanted is None or source.stream.kind in wanted:
+                    results.append(await self.sync_stream(source))
+            return results
+
+    async def handle(self, records: Iterable[NotificationRecord]) -> list[PassResult]:
+        """Coalesce notifications: one pass per mailbox over the kinds they name.
+
+        A ``missed`` lifecycle event asks for a pass over every stream of the mailbox.
+        """
+        wanted: dict[str, set[Kind] | None] = {}
+        for rec in records:
+            if rec.lifecycle_event not in (None, "missed"):
+                continue
+            if rec.lifecycle_event == "missed":
+                wanted[rec.mailbox_id] = None
+                continue
+            kinds = wanted.setdefault(rec.mailbox_id, set())
+            if kinds is not None:
+                kinds.add(RESOURCE_TO_KIND[rec.resource_kind])
+        passes = [self.sync_mailbox(m, k) for m, k in wanted.items()]
+        out: list[PassResult] = []
+        for results in await asyncio.gather(*passes):
+            out.extend(results)
+        return out
+
+    async def consume(self, consumer: AIOKafkaConsumer, *, window_ms: int = 500) -> None:
+        """Read notifications forever; coalesce what arrives within ``window_ms``, run the
+        passes, and commit the notification offsets only after every pass succeeded."""
+        while True:
+            batch = await consumer.getmany(timeout_ms=window_ms, max_records=5000)
+            records: list[NotificationRecord] = []
+            for msgs in batch.values():
+                for msg in msgs:
+                    try:
+                        records.append(NotificationRecord.from_json(msg.value or b""))
+                    except PayloadError as exc:
+                        log.error("skipping unreadable notification record: %s", exc)
+            if not batch:
+                continue
+            while True:
+                try:
+                    await self.handle(records)
+                    break
+                except ConnectorError as exc:
+                    if not exc.retriable:
+                        log.error("delta pass failed permanently: %s", exc)
+                        break
+                    log.warning("delta pass failed, retrying: %s", exc)
+                    await asyncio.sleep(1.0)
+            await consumer.commit()
+
+    async def poll(
+        self, mailboxes: Callable[[], Sequence[str]], kinds: Iterable[Kind], *, interval_s: float
+    ) -> None:
+        """Poll the streams of ``kinds`` (To Do: no app-only webhooks) every ``interval_s``."""
+        chosen = list(kinds)
+        while True:
+            for mailbox in mailboxes():
+                with contextlib.suppress(ConnectorError):
+                    await self.sync_mailbox(mailbox, chosen)
+            await asyncio.sleep(interval_s)

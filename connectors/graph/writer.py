@@ -1,0 +1,409 @@
+"""The Outlook writer: applies WriteCommands to one mailbox's contacts, events, To Do tasks and
+mail through Graph ``$batch`` (≤ 20 requests per call, per mailbox).
+
+Creates are idempotent: every created item carries the command's correlation id (a named
+extended property; ``linkedResources`` on tasks) and is looked up before any create. Updates and
+deletes send ``If-Match``; a 412 becomes a ``conflict`` outcome. Requests the service refused
+for load (429/503/504) go round again, lookup first, so a retry never duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from connectors.errors import ConnectorError, InvalidResponseError
+from connectors.graph.mapping import (
+    CORRELATION_PROPERTY_ID,
+    correlation_id_of,
+    correlation_stamp,
+    projection_to_graph,
+)
+from connectors.graph.transport import GraphTransport
+from connectors.http import parse_retry_after
+from schemas.fields import MappingError
+from schemas.models import OutcomeStatus, WriteCommand, WriteOutcome
+from schemas.types import Kind
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 20
+_RETRY_STATUS = frozenset({429, 503, 504})
+_COLLECTION: dict[Kind, str] = {"contact": "contacts", "appointment": "events", "email": "messages"}
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def if_match_value(version: str) -> str:
+    """An If-Match header value for a changeKey or an etag."""
+    return version if version.startswith(('W/"', '"')) else f'W/"{version}"'
+
+
+def _version(body: dict[str, Any] | None) -> str | None:
+    if not body:
+        return None
+    key = body.get("changeKey")
+    if isinstance(key, str) and key:
+        return key
+    etag = body.get("@odata.etag")
+    return etag if isinstance(etag, str) and etag else None
+
+
+def _odata_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(slots=True)
+class _Sub:
+    """One sub-request of a ``$batch`` and what came back."""
+
+    method: str
+    url: str
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    status: int = 0
+    response: dict[str, Any] | None = None
+    retry_after: float | None = None
+
+
+class GraphWriter:
+    """CommandSink for one Graph tenant; commands carry their mailbox."""
+
+    def __init__(
+        self,
+        transport: GraphTransport,
+        *,
+        max_rounds: int = 6,
+        sleep_cap_s: float = 30.0,
+    ) -> None:
+        self._t = transport
+        self._max_rounds = max_rounds
+        self._sleep_cap = sleep_cap_s
+        self._task_lists: dict[str, str] = {}
+
+    # ---------------------------------------------------------------- batch plumbing
+
+    async def _batch(self, mailbox: str, subs: Sequence[_Sub]) -> None:
+        """Send ``subs`` in ``$batch`` calls of at most 20; fill each one's status and body."""
+        for start in range(0, len(subs), MAX_BATCH):
+            chunk = subs[start : start + MAX_BATCH]
+            requests = []
+            for i, sub in enumerate(chunk):
+                req: dict[str, Any] = {"id": str(i + 1), "method": sub.method, "url": sub.url}
+                headers = dict(sub.headers)
+                if sub.body is not None:
+                    headers["Content-Type"] = "application/json"
+                    req["body"] = sub.body
+                if headers:
+                    req["headers"] = headers
+                requests.append(req)
+            resp = await self._t.request(
+                mailbox, "POST", "$batch", json={"requests": requests}, safe=False
+            )
+            self._read_batch(resp.body, chunk)
+
+    def _read_batch(self, body: dict[str, Any] | None, chunk: Sequence[_Sub]) -> None:
+        responses = (body or {}).get("responses")
+        if not isinstance(responses, list):
+            raise InvalidResponseError("POST $batch: response has no responses array")
+        seen = set()
+        for item in responses:
+            if not isinstance(item, dict):
+                raise InvalidResponseError("POST $batch: a response is not an object")
+            rid, status = item.get("id"), item.get("status")
+            if not isinstance(rid, str) or not rid.isdigit() or not isinstance(status, int):
+                raise InvalidResponseError("POST $batch: a response lacks id or status")
+            index = int(rid) - 1
+            if not 0 <= index < len(chunk) or index in seen:
+                raise InvalidResponseError(f"POST $batch: unexpected response id {rid[:20]!r}")
+            seen.add(index)
+            sub = chunk[index]
+            sub.status = status
+            rbody = item.get("body")
+            sub.response = rbody if isinstance(rbody, dict) else None
+            headers = item.get("headers")
+            if isinstance(headers, dict):
+                lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+                sub.retry_after = parse_retry_after(lowered.get("retry-after"))
+        if len(seen) != len(chunk):
+            raise InvalidResponseError("POST $batch: some requests got no response")
+
+    # ---------------------------------------------------------------- paths
+
+    async def _task_list(self, mailbox: str) -> str:
+        cached = self._task_lists.get(mailbox)
+        if cached is not None:
+            return cached
+        resp = await self._t.request(mailbox, "GET", f"users/{mailbox}/todo/lists")
+        lists = (resp.body or {}).get("value")
+        if not isinstance(lists, list):
+            raise InvalidResponseError("GET todo/lists: no value array")
+        for item in lists:
+            if isinstance(item, dict) and item.get("wellknownListName") == "defaultList":
+                list_id = item.get("id")
+                if isinstance(list_id, str) and list_id:
+                    self._task_lists[mailbox] = list_id
+                    return list_id
+        raise InvalidResponseError("GET todo/lists: the mailbox has no default To Do list")
+
+    async def _collection(self, cmd: WriteCommand) -> str:
+        if cmd.kind == "task":
+            return (
+                f"/users/{cmd.mailbox_id}/todo/lists/{await self._task_list(cmd.mailbox_id)}/tasks"
+            )
+        return f"/users/{cmd.mailbox_id}/{_COLLECTION[cmd.kind]}"
+
+    async def _lookup_url(self, cmd: WriteCommand) -> str:
+        if cmd.kind == "task":
+            return f"{await self._collection(cmd)}?$expand=linkedResources&$top=200"
+        folder = (
+            f"/users/{cmd.mailbox_id}/mailFolders/sentitems/messages"
+            if cmd.action == "send"
+            else await self._collection(cmd)
+        )
+        filt = (
+            "singleValueExtendedProperties/Any(ep: ep/id eq "
+            f"{_odata_literal(CORRELATION_PROPERTY_ID)} and ep/value eq "
+            f"{_odata_literal(cmd.correlation_id)})"
+        )
+        expand = (
+            "singleValueExtendedProperties($filter=id eq "
+            f"{_odata_literal(CORRELATION_PROPERTY_ID)})"
+        )
+        return f"{folder}?$filter={quote(filt)}&$expand={quote(expand)}"
+
+    # ---------------------------------------------------------------- apply
+
+    async def apply(self, commands: Sequence[WriteCommand]) -> list[WriteOutcome]:
+        """Apply commands (grouped per mailbox, in order); one outcome per command, in order."""
+        outcomes: dict[int, WriteOutcome] = {}
+        by_mailbox: dict[str, list[int]] = {}
+        for i, cmd in enumerate(commands):
+            by_mailbox.setdefault(cmd.mailbox_id, []).append(i)
+        for mailbox, indexes in by_mailbox.items():
+            await self._apply_mailbox(mailbox, [(i, commands[i]) for i in indexes], outcomes)
+        return [outcomes[i] for i in range(len(commands))]
+
+    async def _apply_mailbox(
+        self,
+        mailbox: str,
+        todo: list[tuple[int, WriteCommand]],
+        outcomes: dict[int, WriteOutcome],
+    ) -> None:
+        created: dict[tuple[Kind, str], WriteOutcome] = {}
+        for round_no in range(1, self._max_rounds + 1):
+            if not todo:
+                return
+            retry, wait = await self._round(mailbox, todo, outcomes, created)
+            todo = retry
+            if todo and round_no < self._max_rounds:
+                await asyncio.sleep(min(wait, self._sleep_cap))
+        for i, cmd in todo:
+            outcomes[i] = self._outcome(
+                cmd, "failed", code="throttled", message="still throttled", retriable=True
+            )
+
+    async def _round(
+        self,
+        mailbox: str,
+        todo: list[tuple[int, WriteCommand]],
+        outcomes: dict[int, WriteOutcome],
+        created: dict[tuple[Kind, str], WriteOutcome],
+    ) -> tuple[list[tuple[int, WriteCommand]], float]:
+        retry: list[tuple[int, WriteCommand]] = []
+        wait = 0.5
+        # 1. look up every create/send by correlation id (one $batch of GETs)
+        lookups: dict[int, _Sub] = {}
+        for i, cmd in todo:
+            if cmd.action in ("create", "send") and (cmd.kind, cmd.correlation_id) not in created:
+                lookups[i] = _Sub("GET", await self._lookup_url(cmd))
+        await self._batch(mailbox, list(lookups.values()))
+        # 2. build the writes
+        writes: dict[int, _Sub] = {}
+        for i, cmd in todo:
+            key = (cmd.kind, cmd.correlation_id)
+            sub = lookups.get(i)
+            if sub is not None:
+                if sub.status in _RETRY_STATUS:
+                    retry.append((i, cmd))
+                    wait = max(wait, sub.retry_after or 0.5)
+                    continue
+                found = self._found(cmd, sub)
+                if found is not None:
+                    outcomes[i] = created[key] = found
+                    continue
+            if cmd.action in ("create", "send") and key in created:
+                outcomes[i] = self._replay(cmd, created[key])
+                continue
+            try:
+                write = await self._write(cmd)
+            except (MappingError, ValueError) as exc:
+                outcomes[i] = self._outcome(cmd, "failed", code="invalid_fields", message=str(exc))
+                continue
+            if write is None:
+                outcomes[i] = self._outcome(cmd, "skipped", message="not an Outlook action")
+                continue
+            writes[i] = write
+        # keep per-item order: a request touching an item already in the round waits for it
+        await self._batch_ordered(mailbox, writes)
+        # 3. read the results
+        for i, cmd in todo:
+            sub = writes.get(i)
+            if sub is None:
+                continue
+            if sub.status in _RETRY_STATUS or sub.status == 424:
+                retry.append((i, cmd))
+                wait = max(wait, sub.retry_after or 0.5)
+                continue
+            outcome = self._result(cmd, sub)
+            outcomes[i] = outcome
+            if cmd.action in ("create", "send") and outcome.status == "applied":
+                created[(cmd.kind, cmd.correlation_id)] = outcome
+        retry.sort(key=lambda pair: pair[0])
+        return retry, wait
+
+    async def _batch_ordered(self, mailbox: str, writes: dict[int, _Sub]) -> None:
+        pending = list(writes.values())
+        while pending:
+            wave: list[_Sub] = []
+            later: list[_Sub] = []
+            targets: set[str] = set()
+            for sub in pending:
+                target = sub.url.split("?")[0]
+                if target in targets and sub.method != "POST":
+                    later.append(sub)
+                    continue
+                targets.add(target)
+                wave.append(sub)
+            await self._batch(mailbox, wave)
+            pending = later
+
+    def _found(self, cmd: WriteCommand, sub: _Sub) -> WriteOutcome | None:
+        if sub.status == 404:
+            return None
+        if not 200 <= sub.status < 300:
+            raise ConnectorError(f"correlation lookup failed: HTTP {sub.status}", status=sub.status)
+        items = (sub.response or {}).get("value")
+        if not isinstance(items, list):
+            raise InvalidResponseError("correlation lookup: no value array")
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            try:
+                cid = correlation_id_of(cmd.kind, item)
+            except MappingError:
+                continue
+            if cid == cmd.correlation_id and isinstance(item.get("id"), str):
+                return self._outcome(
+                    cmd, "applied", target_id=item["id"], version=_version(item), written=cmd.fields
+                )
+        return None
+
+    async def _write(self, cmd: WriteCommand) -> _Sub | None:
+        if cmd.action == "create":
+            body = projection_to_graph(cmd.kind, cmd.fields)
+            stamp = correlation_stamp(cmd.kind, cmd.correlation_id)
+            for key, value in stamp.items():
+                body[key] = [*body.get(key, []), *value]
+            return _Sub("POST", await self._collection(cmd), body)
+        if cmd.action == "send":
+            message = projection_to_graph("email", cmd.fields)
+            for key, value in correlation_stamp("email", cmd.correlation_id).items():
+                message[key] = [*message.get(key, []), *value]
+            return _Sub(
+                "POST",
+                f"/users/{cmd.mailbox_id}/sendMail",
+                {"message": message, "saveToSentItems": True},
+            )
+        if cmd.action == "mark_sent":
+            return None
+        if not cmd.target_id:
+            raise ValueError(f"{cmd.action} needs a target_id")
+        url = f"{await self._collection(cmd)}/{cmd.target_id}"
+        headers = {"If-Match": if_match_value(cmd.if_match)} if cmd.if_match else {}
+        if cmd.action == "delete":
+            return _Sub("DELETE", url, headers=headers)
+        if cmd.action == "set_categories":
+            cats = cmd.fields.get("categories")
+            if not isinstance(cats, list) or not all(isinstance(c, str) for c in cats):
+                raise ValueError("set_categories needs fields.categories, a list of strings")
+            return _Sub("PATCH", url, {"categories": cats}, headers)
+        return _Sub("PATCH", url, projection_to_graph(cmd.kind, cmd.fields), headers)
+
+    def _result(self, cmd: WriteCommand, sub: _Sub) -> WriteOutcome:
+        status = sub.status
+        if 200 <= status < 300:
+            body = sub.response
+            target = cmd.target_id
+            if body and isinstance(body.get("id"), str):
+                target = body["id"]
+            if cmd.action == "delete":
+                return self._outcome(cmd, "applied", target_id=cmd.target_id)
+            return self._outcome(
+                cmd, "applied", target_id=target, version=_version(body), written=cmd.fields
+            )
+        code, message = _error(sub.response)
+        if status == 412:
+            return self._outcome(cmd, "conflict", code=code, message=message)
+        if status == 404:
+            if cmd.action == "delete":
+                return self._outcome(cmd, "not_found", target_id=cmd.target_id)
+            return self._outcome(cmd, "not_found", code=code, message=message)
+        if status == 403:
+            return self._outcome(cmd, "forbidden", code=code, message=message)
+        return self._outcome(
+            cmd, "failed", code=code or f"http_{status}", message=message, retriable=status >= 500
+        )
+
+    def _replay(self, cmd: WriteCommand, first: WriteOutcome) -> WriteOutcome:
+        return self._outcome(
+            cmd, "applied", target_id=first.target_id, version=first.version, written=cmd.fields
+        )
+
+    def _outcome(
+        self,
+        cmd: WriteCommand,
+        status: OutcomeStatus,
+        *,
+        target_id: str | None = None,
+        version: str | None = None,
+        written: dict[str, Any] | None = None,
+        code: str | None = None,
+        message: str | None = None,
+        retriable: bool = False,
+    ) -> WriteOutcome:
+        return WriteOutcome(
+            command_id=cmd.command_id,
+            mailbox_id=cmd.mailbox_id,
+            org_id=cmd.org_id,
+            target=cmd.target,
+            kind=cmd.kind,
+            action=cmd.action,
+            correlation_id=cmd.correlation_id,
+            status=status,
+            completed_at=_now(),
+            target_id=target_id if target_id is not None else cmd.target_id,
+            version=version,
+            written=dict(written or {}),
+            error_code=code[:256] if code else None,
+            error_message=message[:4096] if message else None,
+            retriable=retriable,
+        )
+
+
+def _error(body: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    err = (body or {}).get("error")
+    if not isinstance(err, dict):
+        return None, None
+    code, message = err.get("code"), err.get("message")
+    return (
+        code if isinstance(code, str) else None,
+        message if isinstance(message, str) else None,
+    )
