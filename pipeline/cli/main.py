@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipeline.cli.run import add_run_commands
 
     add_run_commands(sub)
+    from pipeline.cli.mailbox import add_config_commands
+
+    add_config_commands(sub)
     return parser
 
 

@@ -1,0 +1,280 @@
+"""``dynasync org`` and ``dynasync mailbox``: register and inspect configuration records on the
+compacted config topic."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, get_args
+from urllib.parse import urlsplit
+
+import orjson
+from aiokafka.errors import KafkaError
+
+from pipeline.config_store import ConfigError, ConfigSnapshot, ConfigStore
+from pipeline.settings import KafkaSettings
+from schemas.codec import validate
+from schemas.errors import SchemaError
+from schemas.models import Mailbox, MailboxStatus, Organisation
+from schemas.types import AutoTrack
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_IDENT = re.compile(r"^[A-Za-z0-9._@\-]{1,512}$")
+_UPN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _guid(text: str) -> str:
+    if not _GUID.match(text):
+        raise argparse.ArgumentTypeError(
+            f"expected a GUID like 0000…-…-…-…-000000000000, got {text!r}"
+        )
+    return text.lower()
+
+
+def _ident(text: str) -> str:
+    if not _IDENT.match(text):
+        raise argparse.ArgumentTypeError(
+            f"expected 1-512 characters of letters, digits and . _ @ -, got {text!r}"
+        )
+    return text
+
+
+def _upn(text: str) -> str:
+    if len(text) > 320 or not _UPN.match(text):
+        raise argparse.ArgumentTypeError(
+            f"expected a user principal name like ann@contoso.com, got {text!r}"
+        )
+    return text
+
+
+def _url(text: str) -> str:
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"expected an http(s) URL of the organisation, got {text!r}"
+        )
+    if len(text) > 2048 or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"expected an http(s) URL without spaces, got {text!r}")
+    return text.rstrip("/")
+
+
+def _name(text: str) -> str:
+    if not text.strip() or len(text) > 256:
+        raise argparse.ArgumentTypeError("a display name needs 1-256 characters")
+    return text
+
+
+def _checked(record: Any) -> None:
+    """The record as it would travel, against its JSON Schema."""
+    try:
+        validate(type(record), orjson.loads(orjson.dumps(record)))
+    except SchemaError as exc:
+        from pipeline.cli.main import UsageError
+
+        raise UsageError(str(exc)) from None
+
+
+def _kafka(args: argparse.Namespace) -> KafkaSettings:
+    from pipeline.cli.main import _kafka_overrides, load_settings
+
+    overrides = _kafka_overrides(args)
+    overrides["kafka"]["topic_prefix"] = args.topic_prefix
+    return load_settings(overrides).kafka
+
+
+def _with_store(args: argparse.Namespace, action: Callable[[ConfigStore], Awaitable[None]]) -> int:
+    kafka = _kafka(args)
+
+    async def run() -> None:
+        async with ConfigStore(kafka, timeout_s=args.timeout) as store:
+            for problem in store.snapshot.problems:
+                print(f"dynasync: warning: config {problem}", file=sys.stderr)
+            await action(store)
+
+    try:
+        asyncio.run(run())
+    except ConfigError as exc:
+        print(f"dynasync: {exc}", file=sys.stderr)
+        return 1
+    except (KafkaError, TimeoutError, OSError) as exc:
+        reason = str(exc) or type(exc).__name__
+        print(f"dynasync: cannot use Kafka at {kafka.bootstrap}: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _find_mailbox(snapshot: ConfigSnapshot, ident: str) -> Mailbox:
+    if ident in snapshot.mailboxes:
+        return snapshot.mailboxes[ident]
+    for mailbox in snapshot.mailboxes.values():
+        if mailbox.upn.casefold() == ident.casefold():
+            return mailbox
+    raise ConfigError(f"mailbox {ident!r} does not exist")
+
+
+def _emit(args: argparse.Namespace, data: Any, lines: list[str]) -> None:
+    if args.json:
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        for line in lines:
+            print(line)
+
+
+def _mailbox_lines(m: Mailbox) -> list[str]:
+    return [
+        f"mailbox     {m.mailbox_id}",
+        f"upn         {m.upn}",
+        f"org         {m.org_id}",
+        f"systemuser  {m.systemuser_id}",
+        f"status      {m.status}",
+        f"auto-track  {m.auto_track}",
+        f"folders     {len(m.tracked_folders)} tracked",
+    ]
+
+
+def _cmd_org_add(args: argparse.Namespace) -> int:
+    org = Organisation(org_id=args.org, url=args.url, tenant_id=args.tenant, display_name=args.name)
+    _checked(org)
+
+    async def act(store: ConfigStore) -> None:
+        await store.put(org, create=True)
+        _emit(args, org, [f"added organisation {org.org_id} ({org.url})"])
+
+    return _with_store(args, act)
+
+
+def _cmd_org_list(args: argparse.Namespace) -> int:
+    async def act(store: ConfigStore) -> None:
+        orgs = sorted(store.snapshot.organisations.values(), key=lambda o: o.org_id)
+        lines = [f"{o.org_id:<24} {o.url:<48} {o.display_name or ''}" for o in orgs]
+        _emit(args, orgs, lines or ["no organisations"])
+
+    return _with_store(args, act)
+
+
+def _cmd_mailbox_add(args: argparse.Namespace) -> int:
+    mailbox = Mailbox(
+        mailbox_id=args.mailbox_id or args.upn.lower(),
+        upn=args.upn,
+        org_id=args.org,
+        systemuser_id=args.systemuser,
+        auto_track=args.auto_track,
+    )
+    _checked(mailbox)
+
+    async def act(store: ConfigStore) -> None:
+        await store.put(mailbox, create=True)
+        _emit(args, mailbox, [f"registered mailbox {mailbox.mailbox_id}", *_mailbox_lines(mailbox)])
+
+    return _with_store(args, act)
+
+
+def _cmd_mailbox_list(args: argparse.Namespace) -> int:
+    async def act(store: ConfigStore) -> None:
+        boxes = sorted(store.snapshot.mailboxes.values(), key=lambda m: m.mailbox_id)
+        if args.org:
+            boxes = [m for m in boxes if m.org_id == args.org]
+        head = f"{'MAILBOX':<32} {'UPN':<32} {'ORG':<16} {'SYSTEMUSER':<36} STATUS"
+        rows = [
+            f"{m.mailbox_id:<32} {m.upn:<32} {m.org_id:<16} {m.systemuser_id:<36} {m.status}"
+            for m in boxes
+        ]
+        _emit(args, boxes, [head, *rows] if rows else ["no mailboxes"])
+
+    return _with_store(args, act)
+
+
+def _cmd_mailbox_show(args: argparse.Namespace) -> int:
+    async def act(store: ConfigStore) -> None:
+        mailbox = _find_mailbox(store.snapshot, args.mailbox)
+        _emit(args, mailbox, _mailbox_lines(mailbox))
+
+    return _with_store(args, act)
+
+
+def _status_command(status: MailboxStatus) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        async def act(store: ConfigStore) -> None:
+            mailbox = dataclasses.replace(
+                _find_mailbox(store.snapshot, args.mailbox), status=status
+            )
+            await store.put(mailbox)
+            _emit(args, mailbox, [f"mailbox {mailbox.mailbox_id} is now {status}"])
+
+        return _with_store(args, act)
+
+    return command
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers host:port[,host:port]")
+    parser.add_argument(
+        "--topic-prefix",
+        default=None,
+        help="prefix of the topic names (DYNASYNC_KAFKA__TOPIC_PREFIX)",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--timeout", type=_seconds, default=30.0, help="seconds to wait for Kafka (default 30)"
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0.5 <= value <= 600:
+        raise argparse.ArgumentTypeError(f"expected 0.5-600 seconds, got {text!r}")
+    return value
+
+
+def add_config_commands(sub: Any) -> None:
+    """Register ``org`` and ``mailbox`` on the ``dynasync`` subparsers."""
+    org = sub.add_parser("org", help="Dataverse organisations").add_subparsers(
+        dest="org_command", required=True
+    )
+    p = org.add_parser("add", help="register an organisation")
+    p.add_argument("--org", required=True, type=_ident, help="organisation id")
+    p.add_argument("--url", required=True, type=_url, help="https://<org>.crm.dynamics.com")
+    p.add_argument("--tenant", type=_guid, help="Entra tenant id (GUID)")
+    p.add_argument("--name", type=_name, help="display name")
+    _common(p)
+    p.set_defaults(func=_cmd_org_add)
+    p = org.add_parser("list", help="list the organisations")
+    _common(p)
+    p.set_defaults(func=_cmd_org_list)
+
+    mailbox = sub.add_parser("mailbox", help="synchronizing mailboxes").add_subparsers(
+        dest="mailbox_command", required=True
+    )
+    p = mailbox.add_parser("add", help="register a mailbox (one mailbox ↔ one CRM user ↔ one org)")
+    p.add_argument("--upn", required=True, type=_upn, help="user principal name")
+    p.add_argument("--systemuser", required=True, type=_guid, help="CRM systemuser id (GUID)")
+    p.add_argument("--org", required=True, type=_ident, help="organisation id")
+    p.add_argument("--mailbox-id", type=_ident, help="Graph user id (default: the UPN)")
+    p.add_argument(
+        "--auto-track", choices=get_args(AutoTrack), default="replies", help="email auto-tracking"
+    )
+    _common(p)
+    p.set_defaults(func=_cmd_mailbox_add)
+    p = mailbox.add_parser("list", help="list the mailboxes")
+    p.add_argument("--org", type=_ident, help="only this organisation")
+    _common(p)
+    p.set_defaults(func=_cmd_mailbox_list)
+    for name, func, doc in (
+        ("show", _cmd_mailbox_show, "show one mailbox"),
+        ("enable", _status_command("enabled"), "enable synchronization of a mailbox"),
+        ("disable", _status_command("disabled"), "disable synchronization of a mailbox"),
+    ):
+        p = mailbox.add_parser(name, help=doc)
+        p.add_argument("mailbox", type=_ident, help="mailbox id or UPN")
+        _common(p)
+        p.set_defaults(func=func)

@@ -1,0 +1,348 @@
+"""The configuration store: organisations, mailboxes, filters and directions on the compacted
+``config`` topic, read into an in-memory snapshot and written with invariant checks.
+
+Keys: ``organisation:<org_id>``, ``mailbox:<mailbox_id>``, ``filter:<filter_id>``,
+``directions:<org_id>:<kind>``. A ``None`` value (tombstone) deletes a key.
+
+Invariants checked on write: one mailbox ↔ one CRM user ↔ one organisation (no two mailboxes
+share a UPN or an ``(org_id, systemuser_id)``), and every record's organisation (and a filter's
+mailbox) exists. Concurrency: the check runs against this process's snapshot, so two writers
+racing can both pass it. ``load()`` therefore re-checks the whole topic and reports every clash
+in ``ConfigSnapshot.problems``; the engine must refuse a mailbox named in a clash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from pipeline.settings import KafkaSettings
+from pipeline.topics import CONFIG, topic_name
+from schemas.codec import dumps, loads
+from schemas.errors import SchemaError
+from schemas.models import ConfigRecord, FieldDirections, FilterRecord, Mailbox, Organisation
+
+_MODELS: dict[str, type[Any]] = {
+    "organisation": Organisation,
+    "mailbox": Mailbox,
+    "filter": FilterRecord,
+    "field_directions": FieldDirections,
+}
+
+
+class ConfigError(Exception):
+    """A configuration write that would break an invariant, or an unusable config topic."""
+
+
+def config_key(record: ConfigRecord) -> str:
+    """The compaction key of ``record`` on the config topic."""
+    if isinstance(record, Organisation):
+        return f"organisation:{record.org_id}"
+    if isinstance(record, Mailbox):
+        return f"mailbox:{record.mailbox_id}"
+    if isinstance(record, FilterRecord):
+        return f"filter:{record.filter_id}"
+    return f"directions:{record.org_id}:{record.kind}"
+
+
+def decode_record(key: str, raw: bytes) -> ConfigRecord:
+    """Decode and validate one config value; its ``record_type`` picks the model and the
+    record must belong under ``key``. Raises SchemaError otherwise."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise SchemaError("ConfigRecord", "", f"not valid JSON: {exc}") from None
+    kind = data.get("record_type") if isinstance(data, dict) else None
+    model = _MODELS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise SchemaError("ConfigRecord", "record_type", f"unknown record_type {kind!r}")
+    record: ConfigRecord = loads(model, raw)
+    if config_key(record) != key:
+        raise SchemaError(
+            model.__name__, "", f"record belongs under key {config_key(record)!r}, not {key!r}"
+        )
+    return record
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """A record of the config topic that could not be used, or an invariant clash."""
+
+    key: str
+    reason: str
+    partition: int | None = None
+    offset: int | None = None
+
+    def __str__(self) -> str:
+        if self.offset is None:
+            return f"{self.key}: {self.reason}"
+        where = f" (partition {self.partition}, offset {self.offset})"
+        return f"{self.key}{where}: {self.reason}"
+
+
+@dataclass(slots=True)
+class ConfigSnapshot:
+    """Every live config record by kind, plus what was wrong with the topic."""
+
+    organisations: dict[str, Organisation] = field(default_factory=dict)
+    mailboxes: dict[str, Mailbox] = field(default_factory=dict)
+    filters: dict[str, FilterRecord] = field(default_factory=dict)
+    directions: dict[tuple[str, str], FieldDirections] = field(default_factory=dict)
+    problems: list[ConfigProblem] = field(default_factory=list)
+
+    def apply(self, record: ConfigRecord) -> None:
+        """Insert or replace ``record``."""
+        if isinstance(record, Organisation):
+            self.organisations[record.org_id] = record
+        elif isinstance(record, Mailbox):
+            self.mailboxes[record.mailbox_id] = record
+        elif isinstance(record, FilterRecord):
+            self.filters[record.filter_id] = record
+        else:
+            self.directions[(record.org_id, record.kind)] = record
+
+    def remove(self, key: str) -> bool:
+        """Drop the record under ``key``; False if there was none."""
+        kind, _, rest = key.partition(":")
+        if kind == "organisation":
+            return self.organisations.pop(rest, None) is not None
+        if kind == "mailbox":
+            return self.mailboxes.pop(rest, None) is not None
+        if kind == "filter":
+            return self.filters.pop(rest, None) is not None
+        if kind == "directions":
+            org, _, what = rest.rpartition(":")
+            return self.directions.pop((org, what), None) is not None
+        return False
+
+    def get(self, key: str) -> ConfigRecord | None:
+        """The record under ``key``, if any."""
+        kind, _, rest = key.partition(":")
+        if kind == "organisation":
+            return self.organisations.get(rest)
+        if kind == "mailbox":
+            return self.mailboxes.get(rest)
+        if kind == "filter":
+            return self.filters.get(rest)
+        if kind == "directions":
+            org, _, what = rest.rpartition(":")
+            return self.directions.get((org, what))
+        return None
+
+    def check(self, record: ConfigRecord) -> None:
+        """Raise ConfigError if writing ``record`` would break an invariant."""
+        if isinstance(record, Organisation):
+            return
+        if record.org_id not in self.organisations:
+            raise ConfigError(
+                f"organisation {record.org_id!r} does not exist (add it with: dynasync org add)"
+            )
+        if (
+            isinstance(record, FilterRecord)
+            and record.mailbox_id is not None
+            and record.mailbox_id not in self.mailboxes
+        ):
+            raise ConfigError(f"mailbox {record.mailbox_id!r} does not exist")
+        if isinstance(record, Mailbox):
+            clash = mailbox_clash(record, self.mailboxes.values())
+            if clash:
+                raise ConfigError(clash)
+
+    def check_delete(self, key: str) -> None:
+        """Raise ConfigError if deleting ``key`` would orphan other records."""
+        kind, _, org = key.partition(":")
+        if kind != "organisation":
+            return
+        users = sorted(m.mailbox_id for m in self.mailboxes.values() if m.org_id == org)
+        if users:
+            raise ConfigError(f"organisation {org!r} still has mailboxes: {', '.join(users)}")
+
+    def clashes(self) -> list[ConfigProblem]:
+        """Invariant violations among the loaded mailboxes (left by racing writers)."""
+        found: list[ConfigProblem] = []
+        seen: list[Mailbox] = []
+        for mailbox in sorted(self.mailboxes.values(), key=lambda m: m.mailbox_id):
+            clash = mailbox_clash(mailbox, seen)
+            if clash:
+                found.append(ConfigProblem(f"mailbox:{mailbox.mailbox_id}", clash))
+            seen.append(mailbox)
+        return found
+
+
+def mailbox_clash(mailbox: Mailbox, others: Iterable[Mailbox]) -> str | None:
+    """Why ``mailbox`` may not coexist with ``others`` (ignoring its own id), or None."""
+    upn = mailbox.upn.casefold()
+    user = (mailbox.org_id, mailbox.systemuser_id.lower())
+    for other in others:
+        if other.mailbox_id == mailbox.mailbox_id:
+            continue
+        if other.upn.casefold() == upn:
+            return f"UPN {mailbox.upn} is already registered as mailbox {other.mailbox_id!r}"
+        if (other.org_id, other.systemuser_id.lower()) == user:
+            return (
+                f"CRM user {mailbox.systemuser_id} of organisation {mailbox.org_id!r} is "
+                f"already linked to mailbox {other.mailbox_id!r} ({other.upn})"
+            )
+    return None
+
+
+class ConfigStore:
+    """Read and write the config topic. Use ``async with ConfigStore(kafka):`` or
+    ``start()``/``stop()``; ``start`` loads the snapshot."""
+
+    def __init__(self, kafka: KafkaSettings, *, timeout_s: float = 30.0) -> None:
+        self._kafka = kafka
+        self._topic = topic_name(CONFIG, kafka)
+        self._timeout_s = timeout_s
+        self._producer: AIOKafkaProducer | None = None
+        self.snapshot = ConfigSnapshot()
+
+    @property
+    def topic(self) -> str:
+        """The full name of the config topic."""
+        return self._topic
+
+    async def start(self) -> None:
+        """Connect the producer and load the snapshot."""
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._kafka.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            request_timeout_ms=int(self._timeout_s * 1000),
+            client_id="dynasync-config",
+        )
+        await producer.start()
+        self._producer = producer
+        try:
+            await self.load()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Flush and close the producer."""
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def load(self) -> ConfigSnapshot:
+        """Read the topic from the beginning to its current end offsets into a new snapshot.
+
+        Undecodable records and invariant clashes land in ``snapshot.problems``.
+        """
+        snapshot = ConfigSnapshot()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._kafka.bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            request_timeout_ms=int(self._timeout_s * 1000),
+            client_id="dynasync-config-reader",
+        )
+        await consumer.start()
+        try:
+            parts = await self._partitions()
+            tps = [TopicPartition(self._topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+            deadline = time.monotonic() + self._timeout_s
+            pending = {tp for tp in tps if ends[tp] > await consumer.position(tp)}
+            while pending:
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"timed out reading {self._topic}")
+                batch = await consumer.getmany(*pending, timeout_ms=500)
+                for records in batch.values():
+                    for rec in records:
+                        _ingest(snapshot, rec.key, rec.value, rec.partition, rec.offset)
+                for tp in list(pending):
+                    if await consumer.position(tp) >= ends[tp]:
+                        pending.discard(tp)
+        finally:
+            await consumer.stop()
+        snapshot.problems.extend(snapshot.clashes())
+        self.snapshot = snapshot
+        return snapshot
+
+    async def _partitions(self) -> list[int]:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self._kafka.bootstrap,
+            request_timeout_ms=int(self._timeout_s * 1000),
+            client_id="dynasync-config-admin",
+        )
+        await admin.start()
+        try:
+            (meta,) = await admin.describe_topics([self._topic])
+        finally:
+            await admin.close()
+        if meta.get("error_code", 0) != 0 or not meta.get("partitions"):
+            raise ConfigError(
+                f"config topic {self._topic} does not exist (run: dynasync topics create)"
+            )
+        return [int(p["partition"]) for p in meta["partitions"]]
+
+    async def put(self, record: ConfigRecord, *, create: bool = False) -> None:
+        """Write ``record`` (acks=all) after checking the invariants; with ``create`` an
+        existing record under the same key is refused."""
+        key = config_key(record)
+        if create and self.snapshot.get(key) is not None:
+            raise ConfigError(f"{key.replace(':', ' ', 1)} already exists")
+        self.snapshot.check(record)
+        await self._send(key, dumps(record))
+        self.snapshot.apply(record)
+
+    async def delete(self, key: str) -> None:
+        """Write a tombstone for ``key``; refused if it would orphan other records."""
+        if self.snapshot.get(key) is None:
+            raise ConfigError(f"{key.replace(':', ' ', 1)} does not exist")
+        self.snapshot.check_delete(key)
+        await self._send(key, None)
+        self.snapshot.remove(key)
+
+    async def put_raw(self, key: str, value: bytes | None) -> None:
+        """Write a value without any check (repair and tests); the snapshot is not touched."""
+        await self._send(key, value)
+
+    async def _send(self, key: str, value: bytes | None) -> None:
+        if self._producer is None:
+            raise ConfigError("the config store is not started")
+        await asyncio.wait_for(
+            self._producer.send_and_wait(self._topic, value, key=key.encode()), self._timeout_s
+        )
+
+
+def _ingest(
+    snapshot: ConfigSnapshot, raw_key: bytes | None, value: bytes | None, part: int, offset: int
+) -> None:
+    key = raw_key.decode("utf-8", errors="replace") if raw_key is not None else ""
+    if not key:
+        snapshot.problems.append(ConfigProblem("<no key>", "record without a key", part, offset))
+        return
+    if value is None:
+        snapshot.remove(key)
+        return
+    try:
+        record = decode_record(key, value)
+    except SchemaError as exc:
+        snapshot.problems.append(ConfigProblem(key, str(exc), part, offset))
+        return
+    snapshot.apply(record)

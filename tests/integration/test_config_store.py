@@ -1,0 +1,181 @@
+"""The config store on the real broker: writes survive a reload, invariants hold, garbage and
+tombstones on the compacted topic are handled."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import replace
+
+import pytest
+
+from pipeline.cli.main import main
+from pipeline.cli.topics import TopicMismatchError, ensure_topics
+from pipeline.config_store import ConfigError, ConfigStore
+from pipeline.settings import KafkaSettings
+from schemas.models import FieldDirections, FilterRecord, Mailbox, Organisation
+
+pytestmark = pytest.mark.kafka
+
+SU1 = "11111111-1111-1111-1111-111111111111"
+SU2 = "22222222-2222-2222-2222-222222222222"
+
+
+@pytest.fixture
+async def kafka(kafka_bootstrap: str) -> KafkaSettings:
+    settings = KafkaSettings(
+        bootstrap=kafka_bootstrap, topic_prefix=f"cfg{uuid.uuid4().hex[:10]}.", partitions=2
+    )
+    for attempt in range(5):
+        try:
+            await ensure_topics(settings)
+            break
+        except TopicMismatchError:
+            # the broker's metadata can lag a fresh CreateTopics (seen with many parallel tests)
+            if attempt == 4:
+                raise
+            await asyncio.sleep(0.5)
+    return settings
+
+
+def _org(org_id: str = "contoso") -> Organisation:
+    return Organisation(org_id=org_id, url=f"https://{org_id}.crm.dynamics.com")
+
+
+def _mailbox(mailbox_id: str, upn: str, su: str, org: str = "contoso") -> Mailbox:
+    return Mailbox(mailbox_id=mailbox_id, upn=upn, org_id=org, systemuser_id=su)
+
+
+async def test_records_survive_a_reload(kafka: KafkaSettings) -> None:
+    directions = FieldDirections(org_id="contoso", kind="contact", directions={"email": "to_crm"})
+    flt = FilterRecord(
+        filter_id="f1", org_id="contoso", table="contact", name="mine", fetchxml="<fetch/>"
+    )
+    async with ConfigStore(kafka) as store:
+        await store.put(_org())
+        await store.put(_mailbox("mb1", "ann@contoso.com", SU1), create=True)
+        await store.put(directions)
+        await store.put(flt)
+        written = store.snapshot
+    async with ConfigStore(kafka) as again:
+        loaded = again.snapshot
+    assert loaded.problems == []
+    assert loaded.organisations == written.organisations == {"contoso": _org()}
+    assert loaded.mailboxes == {"mb1": _mailbox("mb1", "ann@contoso.com", SU1)}
+    assert loaded.directions[("contoso", "contact")] == directions
+    assert loaded.filters == {"f1": flt}
+
+
+async def test_second_registration_is_refused(kafka: KafkaSettings) -> None:
+    async with ConfigStore(kafka) as store:
+        await store.put(_org())
+        await store.put(_mailbox("mb1", "ann@contoso.com", SU1), create=True)
+        with pytest.raises(ConfigError, match=f"CRM user {SU1}.*already linked to mailbox 'mb1'"):
+            await store.put(_mailbox("mb2", "bob@contoso.com", SU1.upper()))
+        with pytest.raises(ConfigError, match=r"UPN ANN@contoso\.com is already registered"):
+            await store.put(_mailbox("mb3", "ANN@contoso.com", SU2))
+        with pytest.raises(ConfigError, match="mailbox mb1 already exists"):
+            await store.put(_mailbox("mb1", "carl@contoso.com", SU2), create=True)
+        # updating the same mailbox is not a clash
+        await store.put(replace(_mailbox("mb1", "ann@contoso.com", SU1), status="enabled"))
+    async with ConfigStore(kafka) as again:
+        assert set(again.snapshot.mailboxes) == {"mb1"}
+        assert again.snapshot.mailboxes["mb1"].status == "enabled"
+
+
+async def test_unknown_org_is_refused(kafka: KafkaSettings) -> None:
+    async with ConfigStore(kafka) as store:
+        with pytest.raises(ConfigError, match="organisation 'nowhere' does not exist"):
+            await store.put(_mailbox("mb1", "ann@contoso.com", SU1, org="nowhere"))
+    async with ConfigStore(kafka) as again:
+        assert again.snapshot.mailboxes == {}
+
+
+async def test_garbage_on_the_topic_is_reported_and_skipped(kafka: KafkaSettings) -> None:
+    async with ConfigStore(kafka) as store:
+        await store.put(_org())
+        await store.put_raw("mailbox:bad", b"{not json")
+        await store.put_raw("mailbox:odd", json.dumps({"record_type": "spaceship"}).encode())
+        await store.put_raw("mailbox:wrongkey", _encoded(_mailbox("mbX", "x@c.com", SU2)))
+        await store.put_raw("mailbox:nofield", b'{"record_type": "mailbox", "mailbox_id": "n"}')
+        await store.put(_mailbox("mb1", "ann@contoso.com", SU1))
+    async with ConfigStore(kafka) as again:
+        snap = again.snapshot
+    assert set(snap.mailboxes) == {"mb1"}
+    reasons = {p.key: p.reason for p in snap.problems}
+    assert set(reasons) == {"mailbox:bad", "mailbox:odd", "mailbox:wrongkey", "mailbox:nofield"}
+    assert "not valid JSON" in reasons["mailbox:bad"]
+    assert "unknown record_type 'spaceship'" in reasons["mailbox:odd"]
+    assert "belongs under key 'mailbox:mbX'" in reasons["mailbox:wrongkey"]
+    assert "is a required property" in reasons["mailbox:nofield"]
+    assert all(p.offset is not None for p in snap.problems)
+
+
+async def test_tombstones_delete(kafka: KafkaSettings) -> None:
+    async with ConfigStore(kafka) as store:
+        await store.put(_org())
+        await store.put(_mailbox("mb1", "ann@contoso.com", SU1))
+        with pytest.raises(ConfigError, match="still has mailboxes: mb1"):
+            await store.delete("organisation:contoso")
+        await store.delete("mailbox:mb1")
+        assert store.snapshot.mailboxes == {}
+        # the CRM user is free again
+        await store.put(_mailbox("mb2", "bob@contoso.com", SU1))
+    async with ConfigStore(kafka) as again:
+        assert set(again.snapshot.mailboxes) == {"mb2"}
+        assert again.snapshot.problems == []
+
+
+async def test_racing_writers_are_reported_on_load(kafka: KafkaSettings) -> None:
+    async with ConfigStore(kafka) as first, ConfigStore(kafka) as second:
+        await first.put(_org())
+        await second.load()
+        await first.put(_mailbox("mb1", "ann@contoso.com", SU1))
+        await second.put(_mailbox("mb2", "bob@contoso.com", SU1))  # stale snapshot: passes
+    async with ConfigStore(kafka) as again:
+        clash = [p for p in again.snapshot.problems if "already linked" in p.reason]
+    assert [p.key for p in clash] == ["mailbox:mb2"]
+
+
+async def test_missing_topic_is_a_clear_error(kafka_bootstrap: str) -> None:
+    kafka = KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=f"none{uuid.uuid4().hex[:8]}.")
+    with pytest.raises(ConfigError, match=r"does not exist \(run: dynasync topics create"):
+        async with ConfigStore(kafka):
+            pass
+
+
+def _encoded(record: Mailbox) -> bytes:
+    from schemas.codec import dumps
+
+    return dumps(record)
+
+
+def _cli(kafka: KafkaSettings, *args: str) -> list[str]:
+    return [*args, "--bootstrap", kafka.bootstrap, "--topic-prefix", kafka.topic_prefix]
+
+
+async def test_cli_round_trip(kafka: KafkaSettings, capsys: pytest.CaptureFixture[str]) -> None:
+    def run(*args: str) -> int:
+        return main(_cli(kafka, *args))
+
+    async def call(*args: str) -> int:
+        return await asyncio.to_thread(run, *args)
+
+    assert await call("org", "add", "--org", "contoso", "--url", "https://c.crm.dynamics.com") == 0
+    add = ("mailbox", "add", "--upn", "ann@contoso.com", "--systemuser", SU1, "--org", "contoso")
+    assert await call(*add) == 0
+    capsys.readouterr()
+    assert await call(*add[:3], "bob@contoso.com", *add[4:]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("dynasync: CRM user ") and "ann@contoso.com" in err
+    assert await call("mailbox", "enable", "ann@contoso.com") == 0
+    capsys.readouterr()
+    assert await call("mailbox", "show", "ann@contoso.com", "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == "enabled" and shown["systemuser_id"] == SU1
+    assert await call("mailbox", "list") == 0
+    out = capsys.readouterr().out
+    assert "ann@contoso.com" in out and "enabled" in out
+    assert await call("mailbox", "show", "nobody") == 1
+    assert "mailbox 'nobody' does not exist" in capsys.readouterr().err
