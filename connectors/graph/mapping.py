@@ -383,7 +383,7 @@ def _finish(kind: Kind, values: Mapping[str, Any], groups: frozenset[str]) -> Pr
 
 def _contact_in(item: Mapping[str, Any]) -> dict[str, Any]:
     ext = _extended(item)
-    p: dict[str, Any] = {n: norm_str(n, item.get(g)) for n, g in _CONTACT_SIMPLE.items()}
+    p: dict[str, Any] = {n: norm_str(g, item.get(g)) for n, g in _CONTACT_SIMPLE.items()}
     emails = [
         _obj("emailAddresses[]", e).get("address")
         for e in _list("emailAddresses", item.get("emailAddresses"))
