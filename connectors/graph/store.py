@@ -12,7 +12,7 @@ import contextlib
 import logging
 from typing import Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,7 @@ class KafkaCursorStore:
     async def start(self, *, follow: bool = False) -> None:
         """Load every stored value; optionally keep following the topic."""
         consumer = AIOKafkaConsumer(
+            self._topic,
             bootstrap_servers=self._bootstrap,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -124,13 +125,15 @@ class KafkaCursorStore:
         )
         await consumer.start()
         self._consumer = consumer
-        parts = consumer.partitions_for_topic(self._topic)
-        if not parts:
+        for _ in range(40):  # a just-created topic takes a moment to appear in metadata
+            if consumer.assignment():
+                break
+            await asyncio.sleep(0.25)
+        tps = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+        if not tps:
             await consumer.stop()
             self._consumer = None
             raise RuntimeError(f"topic {self._topic!r} does not exist")
-        tps = [TopicPartition(self._topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
         pending = {tp for tp in tps if end[tp] > 0}
