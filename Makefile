@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 export KAFKA_PORT
 
 .PHONY: help venv lint fmt test test-unit kafka-up kafka-down kafka-cluster-up kafka-cluster-down \
-        demo topics clean
+        demo topics clean up down status
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -74,6 +74,15 @@ demo: $(STAMP) ## start Kafka, create the topics, and show messages flowing thro
 	$(PY) -m pipeline.cli topics create --bootstrap $(BOOTSTRAP)
 	$(PY) -m pipeline.cli demo-echo --bootstrap $(BOOTSTRAP) --messages 5
 	@echo "Kafka is still running on $(BOOTSTRAP); stop it with: make kafka-down"
+
+up: $(STAMP) ## run Kafka, the topics, both emulators and a worker in the background (.run/stack)
+	deploy/run/stack.sh up
+
+down: ## stop what `make up` started (a broker it found running is left alone)
+	deploy/run/stack.sh down
+
+status: ## what `make up` runs
+	@deploy/run/stack.sh status || true
 
 clean: ## stop Kafka and remove local state (keeps the jar cache and .venv)
 	-$(KAFKA) down

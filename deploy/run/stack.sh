@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# Run the Dynasync stack in the background: Kafka, the topics, both emulators and a worker.
+#
+#   stack.sh up       start what is not running yet, wait until each answers, print where
+#   stack.sh down     stop what the stack started, in reverse order (a no-op if nothing runs)
+#   stack.sh status   what runs (exit 0 if anything, 3 if nothing)
+#
+# Logs and pids live in .run/stack/<name>.{log,pid}. A Kafka broker that already answers on
+# KAFKA_PORT before `up` is reused and never stopped by `down`. A failed start prints the tail
+# of that component's log and exits 1; what already runs keeps running (fix, then `up` again).
+#
+# Environment: KAFKA_PORT (9092), GRAPH_PORT (8081), DATAVERSE_PORT (8082),
+# STACK_PYTHON (.venv/bin/python), STACK_START_TIMEOUT (60 s), STACK_STOP_TIMEOUT (15 s),
+# WORKER_STAGES (the worker's --stage arguments; default: one echo stage on stack.echo.*).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+RUN="$ROOT/.run/stack"
+KAFKA_SH="$ROOT/deploy/kafka/kafka.sh"
+PY="${STACK_PYTHON:-$ROOT/.venv/bin/python}"
+# down/status use the port `up` used unless KAFKA_PORT says otherwise
+KAFKA_PORT="${KAFKA_PORT:-$(cat "$RUN/kafka.port" 2>/dev/null || echo 9092)}"
+GRAPH_PORT="${GRAPH_PORT:-8081}"
+DATAVERSE_PORT="${DATAVERSE_PORT:-8082}"
+START_TIMEOUT="${STACK_START_TIMEOUT:-60}"
+STOP_TIMEOUT="${STACK_STOP_TIMEOUT:-15}"
+BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+ECHO_IN="stack.echo.in"
+ECHO_OUT="stack.echo.out"
+# The worker's stages: the engine stages plug in here once they exist.
+WORKER_STAGES="${WORKER_STAGES:---stage echo:$ECHO_IN:$ECHO_OUT}"
+
+# The background services in start order (`down` stops them in reverse). Each has a readiness
+# check ("http:PORT", "tcp:PORT" or "log:TEXT"), a command and a place it serves.
+SERVICES=(graph dataverse worker)
+
+say() { echo "stack: $*" >&2; }
+die() {
+  say "$*"
+  exit 1
+}
+
+check_port() {
+  [[ "$2" =~ ^[0-9]+$ ]] && ((10#$2 >= 1 && 10#$2 <= 65535)) || die "invalid $1 '$2' (want 1-65535)"
+}
+
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+service_ready() {
+  case "$1" in graph) echo "http:$GRAPH_PORT" ;; dataverse) echo "http:$DATAVERSE_PORT" ;;
+  worker) echo "log:[^Worker]: Ready" ;; esac
+}
+
+service_cmd() {
+  case "$1" in
+    graph) echo "$PY -m emulators.graph --host 127.0.0.1 --port $GRAPH_PORT" ;;
+    dataverse) echo "$PY -m emulators.dataverse --host 127.0.0.1 --port $DATAVERSE_PORT" ;;
+    worker) echo "$PY -m pipeline.cli worker --bootstrap $BOOTSTRAP $WORKER_STAGES" ;;
+  esac
+}
+
+service_where() {
+  case "$1" in
+    graph) echo "http://127.0.0.1:$GRAPH_PORT" ;;
+    dataverse) echo "http://127.0.0.1:$DATAVERSE_PORT" ;;
+    worker) echo "Kafka $BOOTSTRAP, stages: $WORKER_STAGES" ;;
+  esac
+}
+
+# service_available NAME: false (with the reason on stdout) when its code is not there yet.
+service_available() {
+  case "$1" in
+    graph) [[ -f "$ROOT/emulators/graph/__main__.py" ]] || {
+      echo "emulators/graph/__main__.py does not exist yet"
+      return 1
+    } ;;
+  esac
+  return 0
+}
+
+# pid_of NAME: the pid of the service if it runs and is the process we started.
+pid_of() {
+  local name="$1" pid marker
+  [[ -f "$RUN/$name.pid" ]] || return 1
+  pid="$(cat "$RUN/$name.pid")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  marker="$(cat "$RUN/$name.cmd" 2>/dev/null)" || return 1
+  [[ "$(ps -p "$pid" -o args= 2>/dev/null)" == "$marker"* ]] || return 1
+  echo "$pid"
+}
+
+show_tail() {
+  say "--- tail of $RUN/$1.log ---"
+  tail -n 30 "$RUN/$1.log" >&2 2>/dev/null || true
+}
+
+# answers NAME: the readiness check of a service passes.
+answers() {
+  local check
+  check="$(service_ready "$1")"
+  case "$check" in
+    http:*) curl -s -o /dev/null --max-time 2 "http://127.0.0.1:${check#http:}/" ;;
+    tcp:*) port_open "${check#tcp:}" ;;
+    log:*) grep -qF -- "${check#log:}" "$RUN/$1.log" 2>/dev/null ;;
+  esac
+}
+
+start_service() {
+  local name="$1" pid reason cmd started=$SECONDS
+  if pid="$(pid_of "$name")"; then
+    say "$name already running (pid $pid): $(service_where "$name")"
+    return 0
+  fi
+  if ! reason="$(service_available "$name")"; then
+    say "$name not available yet ($reason); skipped"
+    return 0
+  fi
+  local check
+  check="$(service_ready "$name")"
+  if [[ "$check" == http:* ]] && port_open "${check#http:}"; then
+    die "$name: port ${check#http:} on 127.0.0.1 is already in use by another process."
+  fi
+  cmd="$(service_cmd "$name")"
+  local -a argv
+  read -r -a argv <<<"$cmd"
+  (cd "$ROOT" && exec setsid "${argv[@]}" >"$RUN/$name.log" 2>&1 </dev/null) &
+  echo $! >"$RUN/$name.pid"
+  echo "$cmd" >"$RUN/$name.cmd"
+  while ! answers "$name"; do
+    if ! pid_of "$name" >/dev/null; then
+      show_tail "$name"
+      rm -f "$RUN/$name.pid"
+      die "$name exited during start (command: $cmd)"
+    fi
+    if ((SECONDS - started >= START_TIMEOUT)); then
+      show_tail "$name"
+      stop_service "$name"
+      die "$name did not answer within ${START_TIMEOUT}s (command: $cmd)"
+    fi
+    sleep 0.3
+  done
+  say "$name ready (pid $(cat "$RUN/$name.pid")) after $((SECONDS - started))s: $(service_where "$name")"
+}
+
+stop_service() {
+  local name="$1" pid deadline
+  if ! pid="$(pid_of "$name")"; then
+    rm -f "$RUN/$name.pid"
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  deadline=$((SECONDS + STOP_TIMEOUT))
+  while pid_of "$name" >/dev/null; do
+    if ((SECONDS >= deadline)); then
+      say "$name (pid $pid) did not stop within ${STOP_TIMEOUT}s; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.5
+      break
+    fi
+    sleep 0.2
+  done
+  rm -f "$RUN/$name.pid"
+  say "$name stopped (pid $pid)"
+}
+
+start_kafka() {
+  if [[ -f "$RUN/kafka.started" ]] && "$KAFKA_SH" bootstrap single >/dev/null 2>&1; then
+    say "kafka already running (started by the stack): $BOOTSTRAP"
+    return 0
+  fi
+  rm -f "$RUN/kafka.started"
+  if port_open "$KAFKA_PORT"; then
+    say "kafka: reusing the broker already on $BOOTSTRAP (not started here; down leaves it)"
+    return 0
+  fi
+  if ! KAFKA_PORT="$KAFKA_PORT" "$KAFKA_SH" up >"$RUN/kafka.log" 2>&1; then
+    show_tail kafka
+    die "kafka did not start (see $RUN/kafka.log and .run/kafka/single/logs)"
+  fi
+  touch "$RUN/kafka.started"
+  say "kafka ready: $BOOTSTRAP (logs in .run/kafka/single/logs)"
+}
+
+stop_kafka() {
+  if [[ -f "$RUN/kafka.started" ]]; then
+    "$KAFKA_SH" down >>"$RUN/kafka.log" 2>&1 || {
+      show_tail kafka
+      die "kafka did not stop"
+    }
+    rm -f "$RUN/kafka.started"
+    say "kafka stopped"
+  elif port_open "$KAFKA_PORT"; then
+    say "kafka on $BOOTSTRAP was not started by the stack; left running"
+  fi
+}
+
+create_topics() {
+  if ! (cd "$ROOT" && "$PY" -m pipeline.cli topics create --bootstrap "$BOOTSTRAP") \
+    >"$RUN/topics.log" 2>&1; then
+    show_tail topics
+    die "creating the topics failed"
+  fi
+  if ! (cd "$ROOT" && "$PY" - "$BOOTSTRAP" "$ECHO_IN" "$ECHO_OUT") >>"$RUN/topics.log" 2>&1 <<'EOF'; then
+import asyncio, sys
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+async def main(bootstrap: str, *names: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        have = set(await admin.list_topics())
+        new = [NewTopic(n, 1, 1) for n in names if n not in have]
+        if new:
+            await admin.create_topics(new)
+        print("echo topics:", *names)
+    finally:
+        await admin.close()
+asyncio.run(main(*sys.argv[1:]))
+EOF
+    show_tail topics
+    die "creating the echo topics failed"
+  fi
+  say "topics ready on $BOOTSTRAP ($(grep -c . "$RUN/topics.log") lines in $RUN/topics.log)"
+}
+
+cmd_up() {
+  check_port KAFKA_PORT "$KAFKA_PORT"
+  check_port GRAPH_PORT "$GRAPH_PORT"
+  check_port DATAVERSE_PORT "$DATAVERSE_PORT"
+  [[ -x "$PY" ]] || die "no Python at $PY: run 'make venv' or set STACK_PYTHON"
+  command -v curl >/dev/null 2>&1 || die "curl is required to probe the emulators"
+  mkdir -p "$RUN"
+  echo "$KAFKA_PORT" >"$RUN/kafka.port"
+  start_kafka
+  create_topics
+  local name
+  for name in "${SERVICES[@]}"; do start_service "$name"; done
+  say "up. logs and pids in $RUN; stop with: make down"
+}
+
+cmd_down() {
+  local i
+  for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do stop_service "${SERVICES[i]}"; done
+  stop_kafka
+}
+
+cmd_status() {
+  local any=0 name pid
+  if [[ -f "$RUN/kafka.started" ]] && "$KAFKA_SH" bootstrap single >/dev/null 2>&1; then
+    echo "kafka      running on $BOOTSTRAP (started by the stack)"
+    any=1
+  elif port_open "$KAFKA_PORT"; then
+    echo "kafka      answering on $BOOTSTRAP (not started by the stack)"
+  else
+    echo "kafka      stopped"
+  fi
+  for name in "${SERVICES[@]}"; do
+    if pid="$(pid_of "$name")"; then
+      printf '%-10s running (pid %s): %s\n' "$name" "$pid" "$(service_where "$name")"
+      any=1
+    else
+      printf '%-10s stopped\n' "$name"
+    fi
+  done
+  ((any)) || return 3
+}
+
+usage() {
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  *) usage ;;
+esac
