@@ -282,7 +282,7 @@ def zone(field: str, name: Any) -> tzinfo:
     """The tzinfo of a Graph ``timeZone``: "UTC", an IANA name or a common Windows name."""
     if not isinstance(name, str) or not name:
         raise MappingError(field, name, "expected a time zone name")
-    if name.upper() in ("UTC", "GMT", "ETC/UTC", "Z"):
+    if name.upper() in ("UTC", "GMT", "ETC/UTC", "Z", "TZONE://MICROSOFT/UTC"):
         return UTC
     try:
         return ZoneInfo(WINDOWS_ZONES.get(name, name))
@@ -693,7 +693,14 @@ class _Out:
         self.extended: list[dict[str, Any]] = []
 
     def value(self, name: str) -> Any:
-        return check_value(field_spec(self.kind, name), self.projection.get(name))
+        spec = field_spec(self.kind, name)
+        if (
+            name not in self.projection
+            and spec.group is None
+            and name not in ABSENT_IF_NONE[self.kind]
+        ):
+            raise MappingError(name, None, "missing from the projection")
+        return check_value(spec, self.projection.get(name))
 
     def ext(self, property_id: str, value: str | None) -> None:
         self.extended.append({"id": property_id, "value": value or ""})
@@ -801,12 +808,10 @@ def _task_out(out: _Out, fields: frozenset[str]) -> None:
     status_code: int | None = None
     if fields & {"statuscode", "statecode"}:
         status_code = out.value("statuscode")
+        if status_code is not None and status_code not in TASK_STATUSCODE:
+            raise MappingError("statuscode", status_code, f"not one of {sorted(TASK_STATUSCODE)}")
         state = out.value("statecode")
         if status_code is not None:
-            if status_code not in TASK_STATUSCODE:
-                raise MappingError(
-                    "statuscode", status_code, f"not one of {sorted(TASK_STATUSCODE)}"
-                )
             expected, status = TASK_STATUSCODE[status_code]
             if state is not None and state != expected:
                 raise MappingError("statecode", state, f"statuscode {status_code} needs {expected}")
@@ -851,7 +856,8 @@ def projection_to_graph(
     """The Graph create/PATCH body writing ``fields`` (default: every field in ``projection``).
 
     Fields that share one Graph property (e-mail lists, phone lists, addresses, attendees,
-    subject + tracking token, the task extension) are written whole from ``projection``.
+    subject + tracking token, the task extension) are written whole from ``projection``, so
+    those siblings must be in it (``MappingError`` otherwise; group fields may be absent).
     ``GRAPH_READ_ONLY`` fields are skipped. Values are validated (``MappingError``).
     """
     if not isinstance(projection, Mapping):

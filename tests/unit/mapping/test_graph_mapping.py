@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,12 +16,14 @@ from connectors.graph.mapping import (
     PARENT_CUSTOMER_PROPERTY_ID,
     REGARDING_PROPERTY_ID,
     TASK_EXTENSION_NAME,
+    WINDOWS_ZONES,
     correlation_id_of,
     correlation_stamp,
     expand_for,
     graph_to_projection,
     projection_to_graph,
     split_tracking_token,
+    zone,
 )
 from schemas.fields import MappingError, field_names
 
@@ -583,3 +586,27 @@ def test_bad_projection_names_the_field(kind: Any, projection: dict[str, Any], f
     with pytest.raises(MappingError) as caught:
         projection_to_graph(kind, projection)
     assert caught.value.field == field
+
+
+def test_missing_siblings_are_an_error_not_an_erase() -> None:
+    with pytest.raises(MappingError, match="emailaddress1"):
+        projection_to_graph("contact", {"emailaddress2": "b@x.example"})
+    with pytest.raises(MappingError, match="optionalattendees"):
+        projection_to_graph("appointment", {"requiredattendees": []})
+    body = projection_to_graph("task", {"statecode": 0, "statuscode": 3, "regardingobjectid": None})
+    assert body["extensions"][0]["percentComplete"] is None  # group off: may be absent
+
+
+def test_every_windows_zone_resolves() -> None:
+    for name in WINDOWS_ZONES:
+        assert zone("timeZone", name).utcoffset(datetime(2024, 1, 1)) is not None
+    assert zone("timeZone", "tzone://Microsoft/Utc") is UTC
+
+
+def test_non_objects_and_unknown_kinds() -> None:
+    with pytest.raises(MappingError, match="contact"):
+        graph_to_projection("contact", [])  # type: ignore[arg-type]
+    with pytest.raises(MappingError, match="kind"):
+        graph_to_projection("note", {})  # type: ignore[arg-type]
+    with pytest.raises(MappingError, match="start"):
+        graph_to_projection("appointment", {"start": "2024-01-01T00:00:00"})
