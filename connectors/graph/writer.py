@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -227,6 +227,8 @@ class GraphWriter:
         await self._batch(mailbox, list(lookups.values()))
         # 2. build the writes
         writes: dict[int, _Sub] = {}
+        leaders: dict[tuple[Kind, str], int] = {}
+        followers: dict[int, int] = {}
         for i, cmd in todo:
             key = (cmd.kind, cmd.correlation_id)
             sub = lookups.get(i)
@@ -242,6 +244,9 @@ class GraphWriter:
             if cmd.action in ("create", "send") and key in created:
                 outcomes[i] = self._replay(cmd, created[key])
                 continue
+            if cmd.action in ("create", "send") and key in leaders:
+                followers[i] = leaders[key]  # the same create twice: write it once
+                continue
             try:
                 write = await self._write(cmd)
             except (MappingError, ValueError) as exc:
@@ -251,6 +256,8 @@ class GraphWriter:
                 outcomes[i] = self._outcome(cmd, "skipped", message="not an Outlook action")
                 continue
             writes[i] = write
+            if cmd.action in ("create", "send"):
+                leaders[key] = i
         # keep per-item order: a request touching an item already in the round waits for it
         await self._batch_ordered(mailbox, writes)
         # 3. read the results
@@ -266,6 +273,17 @@ class GraphWriter:
             outcomes[i] = outcome
             if cmd.action in ("create", "send") and outcome.status == "applied":
                 created[(cmd.kind, cmd.correlation_id)] = outcome
+        retrying = {i for i, _ in retry}
+        for i, cmd in todo:
+            leader = followers.get(i)
+            if leader is None:
+                continue
+            if leader in retrying:
+                retry.append((i, cmd))
+            elif outcomes[leader].status == "applied":
+                outcomes[i] = self._replay(cmd, outcomes[leader])
+            else:
+                outcomes[i] = replace(outcomes[leader], command_id=cmd.command_id)
         retry.sort(key=lambda pair: pair[0])
         return retry, wait
 
