@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -76,6 +76,43 @@ def tasks_stream(mailbox_id: str, list_id: str) -> DeltaStream:
         f"todo:{list_id}",
         f"users/{mailbox_id}/todo/lists/{list_id}/tasks/delta",
     )
+
+
+async def todo_lists(transport: GraphTransport, mailbox_id: str) -> list[str]:
+    """The ids of the mailbox's To Do lists (each one a polled delta stream)."""
+    resp = await transport.request(mailbox_id, "GET", f"users/{mailbox_id}/todo/lists")
+    items = (resp.body or {}).get("value")
+    if not isinstance(items, list):
+        raise InvalidResponseError("GET todo/lists: no value array")
+    ids = [i.get("id") for i in items if isinstance(i, dict)]
+    if not all(isinstance(i, str) and i for i in ids):
+        raise InvalidResponseError("GET todo/lists: a list has no id")
+    return [str(i) for i in ids]
+
+
+async def mailbox_streams(
+    transport: GraphTransport,
+    mailbox_id: str,
+    *,
+    folders: tuple[str, ...] = ("inbox", "sentitems"),
+    window: tuple[datetime, datetime] | None = None,
+    todo: bool = True,
+) -> list[DeltaStream]:
+    """The delta streams of one mailbox: synced mail folders, contacts, a calendarView window
+    (default: 30 days back, 365 ahead), and one per To Do list."""
+    start, end = window or (
+        datetime.now(UTC) - timedelta(days=30),
+        datetime.now(UTC) + timedelta(days=365),
+    )
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    streams = [messages_stream(mailbox_id, f) for f in folders]
+    streams.append(contacts_stream(mailbox_id))
+    streams.append(calendar_stream(mailbox_id, start.strftime(fmt), end.strftime(fmt)))
+    if todo:
+        streams.extend(
+            tasks_stream(mailbox_id, lst) for lst in await todo_lists(transport, mailbox_id)
+        )
+    return streams
 
 
 def _version(item: Mapping[str, Any]) -> str:

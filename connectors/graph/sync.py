@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
@@ -43,7 +43,7 @@ class PassResult:
     full_sync: bool
 
 
-StreamsFor = Callable[[str], Sequence[GraphDeltaSource]]
+StreamsFor = Callable[[str], Awaitable[Sequence[GraphDeltaSource]]]
 """The delta sources of a mailbox (its synced folders, contacts, calendar window, To Do lists)."""
 
 
@@ -99,7 +99,7 @@ class OutlookReader:
         lock = self._locks.setdefault(mailbox_id, asyncio.Lock())
         async with lock:
             results = []
-            for source in self._streams_for(mailbox_id):
+            for source in await self._streams_for(mailbox_id):
                 if wanted is None or source.stream.kind in wanted:
                     results.append(await self.sync_stream(source))
             return results

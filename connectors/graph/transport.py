@@ -3,6 +3,8 @@ requests, Retry-After, error mapping and validation of the response at the edge.
 
 from __future__ import annotations
 
+import inspect
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -190,3 +192,31 @@ class GraphTransport:
         if resp.status_code >= 300:
             raise InvalidResponseError(f"{what}: unexpected HTTP {resp.status_code}")
         return GraphResponse(resp.status_code, resp.headers, decode_body(resp.content, what))
+
+
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+
+
+def token_provider(credential: object, scope: str = GRAPH_SCOPE) -> TokenProvider:
+    """A TokenProvider over an azure-identity credential (sync or async ``get_token``), caching
+    the token until five minutes before it expires."""
+    get_token = getattr(credential, "get_token", None)
+    if get_token is None:
+        raise TypeError("credential has no get_token method")
+    cache: dict[str, tuple[str, float]] = {}
+
+    async def provide() -> str:
+        now = time.time()
+        hit = cache.get(scope)
+        if hit is not None and hit[1] - 300 > now:
+            return hit[0]
+        result = get_token(scope)
+        if inspect.isawaitable(result):
+            result = await result
+        token, expires = getattr(result, "token", None), getattr(result, "expires_on", None)
+        if not isinstance(token, str) or not isinstance(expires, int | float):
+            raise AuthError("credential returned no access token")
+        cache[scope] = (token, float(expires))
+        return token
+
+    return provide

@@ -6,6 +6,7 @@ mid-pass re-reads and loses nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -179,6 +180,7 @@ class Stub:
     url: str = ""
     items: int = 6
     fail_page: int | None = None
+    throttle: list[int] = field(default_factory=list)
     hits: list[str] = field(default_factory=list)
 
     def page(self, n: int) -> dict[str, Any]:
@@ -194,6 +196,13 @@ async def stub() -> AsyncIterator[Stub]:
 
     async def handler(request: web.Request) -> web.Response:
         s.hits.append(request.path_qs)
+        if s.throttle:
+            status = s.throttle.pop(0)
+            return web.json_response(
+                {"error": {"code": "TooManyRequests" if status == 429 else "Unavailable"}},
+                status=status,
+                headers={"Retry-After": "1"} if status == 429 else {},
+            )
         if request.path.endswith("/contacts/delta"):
             n = 0
         elif request.path.endswith("/next"):
@@ -228,7 +237,7 @@ async def test_reader_crash_mid_pass_then_restart_loses_nothing(
             http, f"{stub.url}/v1.0", token, policy=RetryPolicy(attempts=2, base_delay=0.01)
         )
 
-        def streams(mailbox: str) -> list[GraphDeltaSource]:
+        async def streams(mailbox: str) -> list[GraphDeltaSource]:
             return [GraphDeltaSource(transport, contacts_stream(mailbox), org_id="org")]
 
         async def reader() -> tuple[OutlookReader, KafkaCursorStore]:
@@ -261,3 +270,68 @@ async def test_reader_crash_mid_pass_then_restart_loses_nothing(
     assert set(ids) == {f"c{i}" for i in range(6)} | {"c100"}
     assert len(ids) == 4 + 6 + 1  # the crashed pass re-read; dedupe by change_id removes it
     assert len({c.change_id for c in changes}) == 7
+
+
+async def test_notifications_coalesce_into_one_throttled_pass_and_are_committed(
+    kafka_bootstrap: str, topics: Topics, publisher: KafkaPublisher, stub: Stub
+) -> None:
+    async def token() -> str:
+        return "t"
+
+    for i in range(5):
+        rec = NotificationRecord(
+            "mbx-1", "contacts", "s1", "2026-01-01T00:00:00Z", "updated", f"c{i}"
+        )
+        await publisher.send(topics.notifications, "mbx-1", rec.to_json())
+    stub.throttle = [429, 503, 504]
+    group = f"reader-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient() as http:
+        transport = GraphTransport(
+            http, f"{stub.url}/v1.0", token, policy=RetryPolicy(attempts=6, base_delay=0.01)
+        )
+
+        async def streams(mailbox: str) -> list[GraphDeltaSource]:
+            return [GraphDeltaSource(transport, contacts_stream(mailbox), org_id="org")]
+
+        store = KafkaCursorStore(publisher, kafka_bootstrap, topics.cursors)
+        await store.start()
+        reader = OutlookReader(streams, publisher, store, changes_topic=topics.changes)
+        consumer = AIOKafkaConsumer(
+            topics.notifications,
+            bootstrap_servers=kafka_bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        task = asyncio.create_task(reader.consume(consumer, window_ms=300))
+        try:
+            for _ in range(100):
+                if store.get(cursor_key("graph:mbx-1:contacts:default")):
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await consumer.stop()
+    # the 429 / 503 / 504 were retried; five notifications made one full pass
+    assert [h.split("?")[0] for h in stub.hits[:4]] == ["/v1.0/users/mbx-1/contacts/delta"] * 4
+    assert sum(1 for h in stub.hits if h.startswith("/v1.0/users/mbx-1/contacts/delta")) == 4
+    records = await read_topic(kafka_bootstrap, topics.changes)
+    assert sorted(loads(ItemChange, v).item_id for _, v in records) == [f"c{i}" for i in range(6)]
+    # the notification offsets were committed after the pass
+    again = AIOKafkaConsumer(
+        topics.notifications,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await again.start()
+    try:
+        batch = await again.getmany(timeout_ms=1500)
+        assert sum(len(v) for v in batch.values()) == 0
+    finally:
+        await again.stop()

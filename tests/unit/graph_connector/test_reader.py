@@ -16,7 +16,7 @@ from connectors.graph.notifications import NotificationRecord
 from connectors.graph.reader import GraphDeltaSource, contacts_stream
 from connectors.graph.receiver import ReceiverServer
 from connectors.graph.store import MemoryCursorStore, MemoryPublisher
-from connectors.graph.sync import OutlookReader, cursor_key
+from connectors.graph.sync import OutlookReader, StreamsFor, cursor_key
 from connectors.graph.transport import GraphTransport
 from connectors.http import RetryPolicy
 from schemas.codec import loads
@@ -78,6 +78,13 @@ async def env() -> AsyncIterator[Env]:
     await server.stop()
 
 
+def streams_of(*sources: GraphDeltaSource) -> StreamsFor:
+    async def streams(mailbox: str) -> list[GraphDeltaSource]:
+        return [s for s in sources if s.stream.mailbox_id == mailbox]
+
+    return streams
+
+
 def source(env: Env) -> GraphDeltaSource:
     return GraphDeltaSource(env.transport, contacts_stream("m1"), org_id="org")
 
@@ -130,7 +137,7 @@ async def test_garbage_from_the_service_is_an_invalid_response(env: Env, body: A
     env.script.pages = [(200, {}, body)]
     publisher = MemoryPublisher()
     cursors = MemoryCursorStore()
-    reader = OutlookReader(lambda m: [source(env)], publisher, cursors, changes_topic="co")
+    reader = OutlookReader(streams_of(source(env)), publisher, cursors, changes_topic="co")
     with pytest.raises(InvalidResponseError):
         await reader.sync_mailbox("m1")
     assert publisher.records == []
@@ -157,7 +164,7 @@ async def test_expired_cursor_means_a_full_resync(env: Env) -> None:
         (410, {}, {"error": {"code": "SyncStateNotFound", "message": "gone"}}),
         (200, {}, {"value": [contact(1, "k2")], "@odata.deltaLink": env.link("delta?t=new")}),
     ]
-    reader = OutlookReader(lambda m: [src], publisher, cursors, changes_topic="co")
+    reader = OutlookReader(streams_of(src), publisher, cursors, changes_topic="co")
     (result,) = await reader.sync_mailbox("m1")
     assert result.full_sync
     assert result.published == 1
@@ -172,7 +179,7 @@ async def test_reader_publishes_keyed_by_mailbox_then_stores_cursor(env: Env) ->
     publisher = MemoryPublisher()
     cursors = MemoryCursorStore()
     src = source(env)
-    reader = OutlookReader(lambda m: [src], publisher, cursors, changes_topic="co")
+    reader = OutlookReader(streams_of(src), publisher, cursors, changes_topic="co")
     env.script.pages = [
         (200, {}, {"value": [contact(1), contact(2)], "@odata.deltaLink": env.link("d?t=1")}),
         (200, {}, {"value": [contact(2, "k9")], "@odata.deltaLink": env.link("d?t=2")}),
