@@ -56,6 +56,19 @@ class ReceiverConfig:
     notifications_path: str = "/notifications"
     lifecycle_path: str = "/lifecycle"
 
+    def __post_init__(self) -> None:
+        if not self.topic or len(self.topic) > 249:
+            raise ValueError("topic must be a Kafka topic name (1-249 chars)")
+        if not 1024 <= self.max_body_bytes <= 50_000_000:
+            raise ValueError("max_body_bytes must be within 1024..50,000,000")
+        if not 0 < self.publish_timeout_s < 3:
+            raise ValueError("publish_timeout_s must be > 0 and < 3 (Graph waits 3 s)")
+        for path in (self.notifications_path, self.lifecycle_path):
+            if not path.startswith("/") or path == "/metrics":
+                raise ValueError(f"bad receiver path {path!r}")
+        if self.notifications_path == self.lifecycle_path:
+            raise ValueError("notifications and lifecycle paths must differ")
+
 
 class ReceiverStats:
     """Counters: ``accepted`` notifications and ``rejected`` requests by reason."""

@@ -124,6 +124,10 @@ class GraphTransport:
         policy: RetryPolicy | None = None,
         timeout_s: float = 30.0,
     ) -> None:
+        if not base_url.startswith(("http://", "https://")) or "?" in base_url:
+            raise ValueError(f"Graph base URL must be http(s) without a query: {base_url[:80]!r}")
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be > 0")
         self._http = http
         self.base_url = base_url.rstrip("/")
         self._token = token

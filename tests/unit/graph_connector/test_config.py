@@ -1,0 +1,119 @@
+"""Configuration of the Graph connector is validated with clear errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from connectors.errors import AuthError
+from connectors.graph.receiver import ReceiverConfig
+from connectors.graph.store import MemoryCursorStore
+from connectors.graph.subscriptions import SubscriptionManager, SubscriptionRecord
+from connectors.graph.transport import GraphTransport, token_provider
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: ReceiverConfig(topic=""), "topic"),
+        (lambda: ReceiverConfig(topic="t", max_body_bytes=10), "max_body_bytes"),
+        (lambda: ReceiverConfig(topic="t", publish_timeout_s=5), "publish_timeout_s"),
+        (lambda: ReceiverConfig(topic="t", notifications_path="hook"), "path"),
+        (lambda: ReceiverConfig(topic="t", lifecycle_path="/notifications"), "differ"),
+    ],
+)
+def test_bad_receiver_config(build: Callable[[], ReceiverConfig], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+async def _token() -> str:
+    return "t"
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "graph.microsoft.com", "https://x/v1.0?a=1"])
+async def test_bad_base_url(url: str) -> None:
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(ValueError, match="base URL"):
+            GraphTransport(http, url, _token)
+
+
+async def test_bad_subscription_lifetimes() -> None:
+    async with httpx.AsyncClient() as http:
+        t = GraphTransport(http, "https://graph.microsoft.com/v1.0", _token)
+        for lifetime, renew in (
+            (timedelta(days=8), timedelta(hours=1)),
+            (timedelta(hours=1), timedelta(hours=2)),
+        ):
+            with pytest.raises(ValueError, match="lifetime"):
+                SubscriptionManager(
+                    t,
+                    MemoryCursorStore(),
+                    notification_url="https://h/n",
+                    lifecycle_url="https://h/l",
+                    lifetime=lifetime,
+                    renew_before=renew,
+                )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "[]",
+        "{}",
+        '{"resource": "calendars", "mailbox_id": "m", "client_state": "s"}',
+        '{"resource": "messages", "mailbox_id": 1, "client_state": "s"}',
+    ],
+)
+def test_garbage_subscription_records(raw: str) -> None:
+    with pytest.raises(ValueError):
+        SubscriptionRecord.from_json(raw)
+
+
+class _Token:
+    def __init__(self, token: object, expires: object) -> None:
+        self.token = token
+        self.expires_on = expires
+
+
+class _SyncCredential:
+    def __init__(self, token: object, expires: object = 4_000_000_000) -> None:
+        self.calls = 0
+        self._token = token
+        self._expires = expires
+
+    def get_token(self, *scopes: str) -> _Token:
+        self.calls += 1
+        return _Token(self._token, self._expires)
+
+
+class _AsyncCredential:
+    def __init__(self, token: object) -> None:
+        self.inner = _SyncCredential(token)
+
+    @property
+    def calls(self) -> int:
+        return self.inner.calls
+
+    async def get_token(self, *scopes: str) -> _Token:
+        return self.inner.get_token(*scopes)
+
+
+async def test_token_provider_caches_and_rejects_garbage() -> None:
+    creds: list[_SyncCredential | _AsyncCredential] = [
+        _SyncCredential("abc"),
+        _AsyncCredential("abc"),
+    ]
+    for cred in creds:
+        provide = token_provider(cred)
+        assert await provide() == "abc"
+        assert await provide() == "abc"
+        assert cred.calls == 1
+    with pytest.raises(AuthError):
+        await token_provider(_SyncCredential(None))()
+    with pytest.raises(TypeError):
+        token_provider(object())
