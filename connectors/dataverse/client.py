@@ -198,7 +198,7 @@ class DataverseClient:
         if status >= 400:
             err: ConnectorError = error_for(status, got, raw, what, safe=safe)
             if isinstance(err, ThrottledError):
-                self.limiter.backoff(key, err.retry_after)
+                self.limiter.backoff(key, min(err.retry_after, self.policy.max_retry_after))
             raise err
         if not 200 <= status < 300:
             raise InvalidResponseError(f"{what}: unexpected HTTP {status}", status=status)

@@ -20,7 +20,7 @@ from connectors.dataverse.mapping import entity_set, kind_of, primary_key, row_t
 from connectors.errors import CursorExpiredError, InvalidResponseError
 from schemas.fields import MappingError
 from schemas.models import ItemChange
-from schemas.types import CrmTable
+from schemas.types import CrmTable, Kind
 
 #: Tables whose rows carry activity parties the projection needs.
 PARTY_TABLES: Final[frozenset[str]] = frozenset(
@@ -80,7 +80,7 @@ class DataverseChangeSource:
         groups: frozenset[str] = frozenset(),
         clock: Callable[[], str] = _now,
     ) -> None:
-        kind_of(table)  # validates the table
+        self.kind: Kind = kind_of(table)  # validates the table
         if not 1 <= page_size <= 5000:
             raise ValueError("page_size must be 1..5000")
         self._client = client
@@ -209,7 +209,7 @@ class DataverseChangeSource:
             change_id=change_id(self.table, row_id, version),
             side="crm",
             org_id=self.org_id,
-            kind=kind_of(self.table),
+            kind=self.kind,
             op="upsert",
             item_id=row_id,
             version=version,
@@ -225,7 +225,7 @@ class DataverseChangeSource:
             change_id=change_id(self.table, row_id, None),
             side="crm",
             org_id=self.org_id,
-            kind=kind_of(self.table),
+            kind=self.kind,
             op="delete",
             item_id=row_id,
             version="",

@@ -6,7 +6,7 @@ from connectors.dataverse.ids import crm_row_id
 from connectors.dataverse.reader import DataverseChangeSource
 from connectors.dataverse.writer import DataverseWriter
 
-from .conftest import USER_A, USER_B, Emulator
+from .fixtures import USER_A, USER_B, Emulator
 from .helpers import ORG, command, read_round
 
 ALICE = {"email": "alice@contoso.test", "name": None}
