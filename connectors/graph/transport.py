@@ -44,7 +44,9 @@ GRAPH_WINDOW_S = 600.0
 def graph_limiter(scale: float = 1.0) -> KeyedLimiter:
     """A limiter at Graph's per-mailbox figures: 4 concurrent, 10,000 requests / 10 minutes."""
     return KeyedLimiter(
-        concurrency=GRAPH_CONCURRENCY, budget=max(1, int(GRAPH_BUDGET * scale)), window_s=600.0
+        concurrency=GRAPH_CONCURRENCY,
+        budget=max(1, int(GRAPH_BUDGET * scale)),
+        window_s=GRAPH_WINDOW_S,
     )
 
 
