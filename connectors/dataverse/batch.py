@@ -127,7 +127,7 @@ def _response(chunk: bytes) -> BatchResponse:
     match = _STATUS_LINE.match(status_line.decode("utf-8", "replace").strip())
     if match is None:
         raise InvalidResponseError(f"$batch reply part has a bad status line {status_line[:80]!r}")
-    headers, body = _head(rest)
+    headers, body = ({}, rest[1:]) if rest.startswith(b"\n") else _head(rest)
     return BatchResponse(
         int(match.group(1)), part_headers.get("content-id"), headers, body.strip(b"\n")
     )
