@@ -77,10 +77,11 @@ cmd_fetch() {
   mkdir -p "$CACHE"
   tmp="$CACHE/libs.tmp.$$"
   rm -rf "$tmp"
-  if ! mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
-    -DoutputDirectory="$tmp" -DincludeScope=runtime >&2; then
+  if ! mvn -B -f "$POM" dependency:copy-dependencies \
+    -DoutputDirectory="$tmp" -DincludeScope=runtime >"$CACHE/fetch.log" 2>&1; then
     rm -rf "$tmp"
-    die "Maven could not fetch the Kafka jars (see its output above)."
+    tail -n 30 "$CACHE/fetch.log" >&2
+    die "Maven could not fetch the Kafka jars (full output: $CACHE/fetch.log)."
   fi
   rm -rf "$LIBS"
   mv "$tmp" "$LIBS"
@@ -171,7 +172,7 @@ launch_node() {
   setsid java "${heap[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
     -Djava.awt.headless=true "${extra[@]}" -Dkafka.logs.dir="$dir/logs" -Dlog4j2.configurationFile="$HERE/log4j2.xml" \
     -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
-    >"$dir/logs/console.log" 2>&1 </dev/null &
+    >"$dir/logs/console.log" 2>&1 </dev/null 9>&- &
   echo $! >"$dir/kafka.pid"
 }
 
@@ -417,6 +418,14 @@ cmd_clean() {
   say "removed $RUN"
 }
 
+# Serialise commands that start or stop nodes (two `make kafka-up` at once).
+take_lock() {
+  mkdir -p "$RUN"
+  command -v flock >/dev/null 2>&1 || return 0
+  exec 9>"$RUN/.lock"
+  flock -w 120 9 || die "another kafka.sh holds $RUN/.lock for over 120s."
+}
+
 usage() {
   sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
@@ -425,6 +434,9 @@ usage() {
 main() {
   local cmd="${1:-}"
   shift || true
+  case "$cmd" in
+    up | down | cluster-up | cluster-down | cluster-node-down | clean) take_lock ;;
+  esac
   case "$cmd" in
     fetch) cmd_fetch ;;
     up) cmd_up ;;
