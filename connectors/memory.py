@@ -188,7 +188,12 @@ class MemorySink:
         return [self._apply_one(c) for c in commands]
 
     def _outcome(
-        self, cmd: WriteCommand, status: OutcomeStatus, item: MemoryItem | None
+        self,
+        cmd: WriteCommand,
+        status: OutcomeStatus,
+        item: MemoryItem | None,
+        *,
+        wrote: bool = True,
     ) -> WriteOutcome:
         return WriteOutcome(
             command_id=cmd.command_id,
@@ -202,7 +207,7 @@ class MemorySink:
             completed_at=_now(),
             target_id=item.item_id if item else cmd.target_id,
             version=str(item.version) if item else None,
-            written=dict(cmd.fields) if status == "applied" else {},
+            written=dict(cmd.fields) if status == "applied" and wrote else {},
         )
 
     def _apply_one(self, cmd: WriteCommand) -> WriteOutcome:
@@ -210,7 +215,7 @@ class MemorySink:
         if cmd.action == "create":
             existing = store.by_correlation(cmd.correlation_id)
             if existing is not None:  # a retried create: the same item, never a duplicate
-                return self._outcome(cmd, "applied", existing)
+                return self._outcome(cmd, "applied", existing, wrote=False)
             item = store.put(
                 cmd.kind, cmd.fields, correlation_id=cmd.correlation_id, table=cmd.table
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 
@@ -51,7 +52,7 @@ async def ensure_topics(kafka: KafkaSettings, *, timeout_ms: int = 30_000) -> li
             # another process may win the race: fine, the counts are checked below
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing, timeout_ms=timeout_ms)
-            existing = await _partition_counts(admin)
+            existing = await _wait_for(admin, set(wanted), timeout_ms / 1000)
         reports = []
         for name in wanted:
             count = existing.get(name)
@@ -66,6 +67,18 @@ async def ensure_topics(kafka: KafkaSettings, *, timeout_ms: int = 30_000) -> li
         return reports
     finally:
         await admin.close()
+
+
+async def _wait_for(
+    admin: AIOKafkaAdminClient, names: set[str], timeout_s: float
+) -> dict[str, int]:
+    # CreateTopics answers before every broker's metadata knows the topics: poll until it does.
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        counts = await _partition_counts(admin)
+        if names <= set(counts) or asyncio.get_running_loop().time() > deadline:
+            return counts
+        await asyncio.sleep(0.2)
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient) -> dict[str, int]:
