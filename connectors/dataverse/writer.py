@@ -12,6 +12,7 @@ the versionnumber read back with ``Prefer: return=representation``.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +29,9 @@ from connectors.dataverse.client import DataverseClient
 from connectors.dataverse.errors import error_for
 from connectors.dataverse.ids import crm_row_id
 from connectors.dataverse.mapping import (
+    BIND,
     EMAIL_STATE,
+    REGARDING_TARGETS,
     PartyResolver,
     entity_set,
     kind_of,
@@ -51,6 +54,9 @@ DEFAULT_TABLE: Final[dict[Kind, CrmTable]] = {
     "task": "task",
     "email": "email",
 }
+_GUID: Final = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 #: Email statuscode "Sent", set by ``mark_sent``.
 EMAIL_SENT: Final = 3
 
@@ -62,6 +68,23 @@ def _now() -> str:
 def etag_of(version: str) -> str:
     """The If-Match value of a version (a versionnumber, or an etag already)."""
     return version if version.startswith(("W/", '"')) or version == "*" else f'W/"{version}"'
+
+
+def email_regarding(lookup: Any) -> dict[str, Any]:
+    """The regarding bind of an e-mail (the projection has no such field: tracking sets it)."""
+    if lookup is None:
+        return {f"regardingobjectid_{t}_email{BIND}": None for t in REGARDING_TARGETS}
+    if (
+        not isinstance(lookup, dict)
+        or lookup.get("table") not in REGARDING_TARGETS
+        or not isinstance(lookup.get("id"), str)
+        or not _GUID.match(lookup["id"])
+    ):
+        raise MappingError(
+            "regardingobjectid", lookup, f"expected {{table: {REGARDING_TARGETS}, id: guid}}"
+        )
+    target = lookup["table"]
+    return {f"regardingobjectid_{target}_email{BIND}": f"/{entity_set(target)}({lookup['id']})"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +176,12 @@ class DataverseWriter:
                 raise ValueError("mark_sent applies to emails only")
             body: dict[str, Any] = {"statecode": EMAIL_STATE[EMAIL_SENT], "statuscode": EMAIL_SENT}
         else:
-            payload = projection_to_row(table, cmd.fields, resolve=self._resolver)
+            fields = dict(cmd.fields)
+            regarding = fields.pop("regardingobjectid", None) if table == "email" else None
+            payload = projection_to_row(table, fields, resolve=self._resolver)
             body = payload.body
+            if table == "email" and "regardingobjectid" in cmd.fields:
+                body.update(email_regarding(regarding))
             written = dict(cmd.fields)
             for name in payload.truncated:
                 if isinstance(body.get(name), str):

@@ -129,3 +129,53 @@ async def test_impersonated_write_to_a_row_of_another_user_is_forbidden(dv: Emul
     assert "prvWriteContact" in (out_steal.error_message or "")
     row = await dv.client.get_json(f"contacts({mine.target_id})?$select=lastname,versionnumber")
     assert row["lastname"] == "Owned" and str(row["versionnumber"]) == mine.version
+
+
+async def test_email_with_parties_regarding_and_message_id(dv: Emulator) -> None:
+    writer = DataverseWriter(dv.client, org_id=ORG)
+    (contact,) = await writer.apply(
+        [command("contact", "create", fields={"lastname": "Reg"}, run_as=USER_A)]
+    )
+    assert contact.target_id
+    fields = {
+        "subject": "Re: offer",
+        "description": "<p>Hello</p>",
+        "directioncode": False,
+        "messageid": "<abc@example.test>",
+        "from": CAROL,
+        "to": [ALICE],
+        "cc": [],
+        "bcc": [],
+        "regardingobjectid": {"table": "contact", "id": contact.target_id},
+    }
+    (out,) = await writer.apply([command("email", "create", fields=fields, run_as=USER_A)])
+    assert out.status == "applied", out
+    source = DataverseChangeSource(dv.client, org_id=ORG, table="email")
+    (change,), _ = await read_round(source, None)
+    for name in ("subject", "directioncode", "messageid", "from", "to"):
+        assert change.projection[name] == fields[name], name
+    assert change.attributes["regardingobjectid"] == contact.target_id
+    assert change.attributes["pending_send"] is False
+    (sent,) = await writer.apply(
+        [command("email", "mark_sent", target_id=out.target_id, run_as=USER_A)]
+    )
+    assert sent.status == "applied" and sent.version != out.version
+    row = await dv.client.get_json(f"emails({out.target_id})?$select=statuscode,statecode")
+    assert (row["statecode"], row["statuscode"]) == (1, 3)
+
+
+async def test_phonecall_and_bad_commands(dv: Emulator) -> None:
+    writer = DataverseWriter(dv.client, org_id=ORG)
+    ok = command("task", "create", table="phonecall", fields={"subject": "Ring"}, run_as=USER_A)
+    wrong_table = command("contact", "create", table="task", fields={"lastname": "x"})
+    bad_field = command("task", "create", fields={"nope": 1})
+    no_target = command("task", "update", fields={"subject": "x"})
+    outlook_only = command("task", "send", target_id=crm_row_id(ORG, "c", "task"))
+    outs = await writer.apply([ok, wrong_table, bad_field, no_target, outlook_only])
+    assert [o.status for o in outs] == ["applied", "failed", "failed", "failed", "skipped"]
+    assert outs[1].error_code == "invalid_command" and "not a contact table" in (
+        outs[1].error_message or ""
+    )
+    assert "nope" in (outs[2].error_message or "")
+    rows = await dv.client.get_json("phonecalls?$select=subject")
+    assert [r["subject"] for r in rows["value"]] == ["Ring"]
