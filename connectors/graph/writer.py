@@ -160,9 +160,34 @@ class GraphWriter:
             )
         return f"/users/{cmd.mailbox_id}/{_COLLECTION[cmd.kind]}"
 
+    async def _stamped_tasks(self, cmd: WriteCommand) -> dict[str, tuple[str, str | None]]:
+        """Correlation id -> (task id, etag) of every stamped task of the default list."""
+        out: dict[str, tuple[str, str | None]] = {}
+        url: str | None = f"{(await self._collection(cmd)).lstrip('/')}?$expand=linkedResources"
+        while url is not None:
+            resp = await self._t.request(cmd.mailbox_id, "GET", url)
+            body = resp.body or {}
+            items = body.get("value")
+            if not isinstance(items, list):
+                raise InvalidResponseError("GET tasks: no value array")
+            for item in items:
+                if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                    continue
+                try:
+                    cid = correlation_id_of("task", item)
+                except MappingError:
+                    continue
+                if cid is not None:
+                    out[cid] = (item["id"], _version(item))
+            link = body.get("@odata.nextLink")
+            if link is not None and not (
+                isinstance(link, str) and link.startswith(self._t.base_url + "/")
+            ):
+                raise InvalidResponseError("GET tasks: bad @odata.nextLink")
+            url = link
+        return out
+
     async def _lookup_url(self, cmd: WriteCommand) -> str:
-        if cmd.kind == "task":
-            return f"{await self._collection(cmd)}?$expand=linkedResources&$top=200"
         folder = (
             f"/users/{cmd.mailbox_id}/mailFolders/sentitems/messages"
             if cmd.action == "send"
@@ -221,16 +246,29 @@ class GraphWriter:
         wait = 0.5
         # 1. look up every create/send by correlation id (one $batch of GETs)
         lookups: dict[int, _Sub] = {}
+        task_creates: list[WriteCommand] = []
         for i, cmd in todo:
             if cmd.action in ("create", "send") and (cmd.kind, cmd.correlation_id) not in created:
-                lookups[i] = _Sub("GET", await self._lookup_url(cmd))
+                if cmd.kind == "task":
+                    task_creates.append(cmd)
+                else:
+                    lookups[i] = _Sub("GET", await self._lookup_url(cmd))
         await self._batch(mailbox, list(lookups.values()))
+        # linkedResources cannot be filtered on: one paged scan of the list per round
+        stamped = await self._stamped_tasks(task_creates[0]) if task_creates else {}
         # 2. build the writes
         writes: dict[int, _Sub] = {}
         leaders: dict[tuple[Kind, str], int] = {}
         followers: dict[int, int] = {}
         for i, cmd in todo:
             key = (cmd.kind, cmd.correlation_id)
+            hit = stamped.get(cmd.correlation_id) if cmd.kind == "task" else None
+            if hit is not None and cmd.action == "create" and key not in created:
+                item_id, version = hit
+                outcomes[i] = created[key] = self._outcome(
+                    cmd, "applied", target_id=item_id, version=version, written=cmd.fields
+                )
+                continue
             sub = lookups.get(i)
             if sub is not None:
                 if sub.status in _RETRY_STATUS:
