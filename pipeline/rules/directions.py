@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from schemas.fields import FIELDS, GROUPS, fields_for
+from schemas.models import FieldDirections as DirectionsRecord
 from schemas.types import DIRECTIONS, KINDS, Direction, Kind, Side
 
 #: Fields of a recurring series whose direction the admin may change.
@@ -90,6 +91,13 @@ class FieldDirections:
                 )
             result[name] = direction
         return cls(kind, enabled, recurring, MappingProxyType(result))
+
+    @classmethod
+    def from_record(
+        cls, record: DirectionsRecord, *, groups: Iterable[str] = (), recurring: bool = False
+    ) -> FieldDirections:
+        """Directions from an organisation's ``field_directions`` config record."""
+        return cls.build(record.kind, record.directions, groups=groups, recurring=recurring)
 
     def direction(self, name: str) -> Direction:
         """The direction of ``name``; :class:`DirectionsError` if it is not a synced field."""

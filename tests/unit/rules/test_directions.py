@@ -7,7 +7,8 @@ from typing import Any, cast
 import pytest
 
 from pipeline.rules.directions import DirectionsError, FieldDirections
-from schemas.fields import field_names
+from schemas.fields import FIELDS, field_names
+from schemas.models import FieldDirections as DirectionsRecord
 from schemas.types import KINDS, Kind
 
 
@@ -108,3 +109,23 @@ def test_mirrored_swaps_sides() -> None:
     assert mirror.direction("firstname") == "to_outlook"
     assert mirror.direction("nickname") == "none"
     assert mirror.fields_to("outlook") == dirs.fields_to("crm")
+
+
+def test_from_config_record() -> None:
+    record = DirectionsRecord(org_id="org-1", kind="task", directions={"subject": "to_crm"})
+    dirs = FieldDirections.from_record(record)
+    assert dirs.kind == "task" and dirs.direction("subject") == "to_crm"
+    bad = DirectionsRecord(org_id="org-1", kind="task", directions={"statecode": "to_crm"})
+    with pytest.raises(DirectionsError, match=r"task\.statecode: fixed field"):
+        FieldDirections.from_record(bad)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fields_to_agrees_with_flows(kind: Kind) -> None:
+    names = sorted(field_names(kind))
+    config = {n: ("to_crm", "to_outlook", "none", "both")[i % 4] for i, n in enumerate(names)}
+    fixed = {s.name for s in FIELDS[kind] if s.fixed}
+    dirs = FieldDirections.build(kind, {n: d for n, d in config.items() if n not in fixed})
+    assert dirs.fields_to("crm") == {n for n in names if dirs.flows(n, "outlook")}
+    assert dirs.fields_to("outlook") == {n for n in names if dirs.flows(n, "crm")}
+    assert dirs.synced() == dirs.fields_to("crm") | dirs.fields_to("outlook")
