@@ -625,3 +625,29 @@ def test_parse_then_evaluate_never_raises(
     now = NOW.astimezone(timezone(timedelta(hours=hours)))
     result = query.matches(record, EvalContext(USER, now, {"activityparty": rows}))
     assert isinstance(result, bool)
+
+
+ADVANCED_FIND = f"""<?xml version="1.0" encoding="utf-8"?>
+<fetch version="1.0" output-format="xml-platform" mapping="logical" distinct="false">
+  <entity name="contact">
+    <attribute name="fullname" />
+    <attribute name="contactid" />
+    <order attribute="fullname" descending="false" />
+    <filter type="and">
+      <condition attribute="parentcustomerid" operator="in">
+        <value uiname="Contoso" uitype="account">{{{OTHER.upper()}}}</value>
+      </condition>
+      <condition attribute="createdon" operator="last-x-days" value="30" />
+    </filter>
+  </entity>
+</fetch>"""
+
+
+def test_userquery_style_fetchxml_parses_and_evaluates() -> None:
+    query = parse_fetchxml(ADVANCED_FIND, table="contact")
+    record = {
+        "parentcustomerid": {"table": "account", "id": OTHER},
+        "createdon": "2026-03-01T08:00:00Z",
+    }
+    assert query.matches(record, ctx())
+    assert not query.matches({**record, "createdon": "2026-01-01T08:00:00Z"}, ctx())
