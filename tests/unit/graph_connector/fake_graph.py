@@ -24,10 +24,31 @@ class FakeGraph:
     subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
     throttle_next: int = 0
+    base: str = ""
+    log: list[tuple[int, str]] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def _new_key(self) -> str:
         return f"ck{next(self._ids)}"
+
+    def _touch(self, item_id: str) -> None:
+        self.log.append((next(self._ids), item_id))
+
+    def _delta(self, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        """Contacts delta: a full page set, then what changed since the token."""
+        since = query.get("since")
+        end = self.log[-1][0] if self.log else 0
+        if since is None:
+            values: list[dict[str, Any]] = list(self.contacts.values())
+        else:
+            if not since.isdigit():
+                return 410, {}, {"error": {"code": "SyncStateNotFound"}}
+            changed = dict.fromkeys(i for seq, i in self.log if seq > int(since))
+            values = [
+                self.contacts.get(i, {"id": i, "@removed": {"reason": "deleted"}}) for i in changed
+            ]
+        link = f"{self.base}/v1.0/users/m1/contacts/delta?since={end}"
+        return 200, {}, {"value": values, "@odata.deltaLink": link}
 
     async def dispatch(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any
@@ -39,6 +60,8 @@ class FakeGraph:
         parts = path.strip("/").split("/")
         if parts[:1] == ["subscriptions"]:
             return await self._subscriptions(method, parts[1:], body)
+        if parts[2:] == ["contacts", "delta"]:
+            return self._delta(query)
         if len(parts) >= 3 and parts[0] == "users" and parts[2] == "contacts":
             return self._contacts(method, parts[3:], query, headers, body)
         if len(parts) == 4 and parts[2:] == ["todo", "lists"]:
@@ -74,6 +97,7 @@ class FakeGraph:
             new["id"] = f"AAMk{next(self._ids)}"
             new["changeKey"] = self._new_key()
             self.contacts[new["id"]] = new
+            self._touch(new["id"])
             return 201, {}, new
         item = self.contacts.get(rest[0])
         if item is None:
@@ -83,10 +107,12 @@ class FakeGraph:
             return 412, {}, {"error": {"code": "ErrorIrresolvableConflict"}}
         if method == "DELETE":
             del self.contacts[rest[0]]
+            self._touch(rest[0])
             return 204, {}, None
         if method == "PATCH":
             item.update(body)
             item["changeKey"] = self._new_key()
+            self._touch(rest[0])
             return 200, {}, item
         return 200, {}, item
 
