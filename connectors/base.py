@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
-from schemas.models import ItemChange, WriteCommand, WriteOutcome
+from schemas.models import ItemChange, OutcomeStatus, WriteCommand, WriteOutcome
+from schemas.types import Projection
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +54,39 @@ class CommandSink(Protocol):
         an exception means nothing can be said about the batch and it must be retried.
         """
         ...
+
+
+def utc_now() -> str:
+    """The current time as the contracts write it: UTC, seconds precision, ``Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def outcome_for(
+    cmd: WriteCommand,
+    status: OutcomeStatus,
+    *,
+    target_id: str | None = None,
+    version: str | None = None,
+    written: Projection | None = None,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    retriable: bool = False,
+) -> WriteOutcome:
+    """The outcome of ``cmd``: every sink reports through this one constructor."""
+    return WriteOutcome(
+        command_id=cmd.command_id,
+        mailbox_id=cmd.mailbox_id,
+        org_id=cmd.org_id,
+        target=cmd.target,
+        kind=cmd.kind,
+        action=cmd.action,
+        correlation_id=cmd.correlation_id,
+        status=status,
+        completed_at=utc_now(),
+        target_id=target_id or cmd.target_id,
+        version=version,
+        written=dict(written) if written else {},
+        error_code=error_code[:256] if error_code else None,
+        error_message=error_message[:4096] if error_message else None,
+        retriable=retriable,
+    )

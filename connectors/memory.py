@@ -12,16 +12,11 @@ import itertools
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 
-from connectors.base import ChangeBatch
+from connectors.base import ChangeBatch, outcome_for, utc_now
 from connectors.errors import CursorExpiredError
 from schemas.models import ItemChange, OutcomeStatus, WriteCommand, WriteOutcome
 from schemas.types import CrmTable, Kind, Projection, Side
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +120,7 @@ class MemorySource:
                     op="delete",
                     item_id=item_id,
                     version="",
-                    observed_at=_now(),
+                    observed_at=utc_now(),
                     mailbox_id=self._mailbox,
                 )
             return None
@@ -139,7 +134,7 @@ class MemorySource:
             op="upsert",
             item_id=item.item_id,
             version=str(item.version),
-            observed_at=_now(),
+            observed_at=utc_now(),
             mailbox_id=self._mailbox,
             table=item.table,
             correlation_id=item.correlation_id,
@@ -195,19 +190,12 @@ class MemorySink:
         *,
         wrote: bool = True,
     ) -> WriteOutcome:
-        return WriteOutcome(
-            command_id=cmd.command_id,
-            mailbox_id=cmd.mailbox_id,
-            org_id=cmd.org_id,
-            target=cmd.target,
-            kind=cmd.kind,
-            action=cmd.action,
-            correlation_id=cmd.correlation_id,
-            status=status,
-            completed_at=_now(),
-            target_id=item.item_id if item else cmd.target_id,
+        return outcome_for(
+            cmd,
+            status,
+            target_id=item.item_id if item else None,
             version=str(item.version) if item else None,
-            written=dict(cmd.fields) if status == "applied" and wrote else {},
+            written=cmd.fields if status == "applied" and wrote else None,
         )
 
     def _apply_one(self, cmd: WriteCommand) -> WriteOutcome:

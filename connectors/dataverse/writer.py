@@ -15,9 +15,9 @@ import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
+from connectors.base import outcome_for
 from connectors.dataverse.batch import (
     MAX_BATCH_OPERATIONS,
     BatchOperation,
@@ -59,10 +59,6 @@ _GUID: Final = re.compile(
 )
 #: Email statuscode "Sent", set by ``mark_sent``.
 EMAIL_SENT: Final = 3
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def etag_of(version: str) -> str:
@@ -289,20 +285,13 @@ class DataverseWriter:
         message: str | None = None,
         retriable: bool = False,
     ) -> WriteOutcome:
-        return WriteOutcome(
-            command_id=cmd.command_id,
-            mailbox_id=cmd.mailbox_id,
-            org_id=cmd.org_id,
-            target=cmd.target,
-            kind=cmd.kind,
-            action=cmd.action,
-            correlation_id=cmd.correlation_id,
-            status=status,
-            completed_at=_now(),
-            target_id=target_id or cmd.target_id,
+        return outcome_for(
+            cmd,
+            status,
+            target_id=target_id,
             version=version,
-            written=written or {},
+            written=written,
             error_code=code,
-            error_message=message[:4096] if message else None,
+            error_message=message,
             retriable=retriable,
         )
