@@ -1,0 +1,278 @@
+"""Mail folders, messages, move and sendMail."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from . import crud
+from .delta import delta_response, entity_collector
+from .errors import GraphError
+from .ids import iso_z, new_item_id, utc_now
+from .routing import Context, Request, Response, Router
+from .schema import validate_body
+from .store import Entity, Mailbox
+
+
+def _folders_ctx(mailbox: Mailbox) -> str:
+    return f"users('{mailbox.id}')/mailFolders"
+
+
+def _messages_ctx(mailbox: Mailbox, folder: Entity | None = None) -> str:
+    if folder is None:
+        return f"users('{mailbox.id}')/messages"
+    return f"users('{mailbox.id}')/mailFolders('{folder.id}')/messages"
+
+
+async def list_folders(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    query = crud.query_for(ctx, req, "mailFolder")
+    parent = mailbox.mail_folder(p["f"]).id if "f" in p else None
+    folders = [f for f in mailbox.children("mailFolder", None) if f.parent == parent]
+    return crud.list_response(ctx, req, mailbox, folders, _folders_ctx(mailbox), query)
+
+
+async def create_folder(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    parent = mailbox.mail_folder(p["f"]).id if "f" in p else None
+    props = validate_body("mailFolder", req.json())
+    name = props.get("displayName")
+    if not isinstance(name, str) or not name.strip():
+        raise GraphError(400, "ErrorInvalidRequest", "displayName is required.")
+    for sibling in mailbox.children("mailFolder", None):
+        if sibling.parent == parent and str(sibling.props.get("displayName", "")).lower() == (
+            name.lower()
+        ):
+            raise GraphError(
+                409, "ErrorFolderExists", "A folder with the specified name already exists."
+            )
+    folder = ctx.store.create(mailbox, "mailFolder", parent, props)
+    query = crud.query_for(ctx, req, "mailFolder")
+    return crud.item_response(req, mailbox, folder, _folders_ctx(mailbox), query, 201)
+
+
+async def get_folder(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    folder = mailbox.mail_folder(p["f"])
+    query = crud.query_for(ctx, req, "mailFolder")
+    return crud.item_response(req, mailbox, folder, _folders_ctx(mailbox), query)
+
+
+async def update_folder(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    folder = mailbox.mail_folder(p["f"])
+    props = validate_body("mailFolder", req.json())
+    ctx.store.update(mailbox, folder, props)
+    query = crud.query_for(ctx, req, "mailFolder")
+    return crud.item_response(req, mailbox, folder, _folders_ctx(mailbox), query)
+
+
+async def delete_folder(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    folder = mailbox.mail_folder(p["f"])
+    if "wellKnownName" in folder.internal:
+        raise GraphError(
+            403, "ErrorDeleteDistinguishedFolder", "Distinguished folders cannot be deleted."
+        )
+    ctx.store.delete(mailbox, folder)
+    return crud.no_content()
+
+
+async def list_messages(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    query = crud.query_for(ctx, req, "message")
+    folder = mailbox.mail_folder(p["f"]) if "f" in p else None
+    items = mailbox.children("message", folder.id if folder else None)
+    if not query.orderby:
+        items.sort(key=lambda e: str(e.props.get("receivedDateTime") or e.created), reverse=True)
+    return crud.list_response(ctx, req, mailbox, items, _messages_ctx(mailbox, folder), query)
+
+
+def _new_message_props(mailbox: Mailbox, props: dict[str, Any]) -> dict[str, Any]:
+    out = dict(props)
+    out.setdefault("internetMessageId", f"<{os.urandom(12).hex()}@{mailbox.mail.split('@')[1]}>")
+    out.setdefault("conversationId", new_item_id())
+    return out
+
+
+async def create_message(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    folder = mailbox.mail_folder(p.get("f", "drafts"))
+    props, ext = crud.read_write_body(req, "message")
+    message = ctx.store.create(
+        mailbox, "message", folder.id, _new_message_props(mailbox, props), ext=ext
+    )
+    query = crud.query_for(ctx, req, "message")
+    return crud.item_response(req, mailbox, message, _messages_ctx(mailbox, folder), query, 201)
+
+
+def _message(mailbox: Mailbox, p: dict[str, str]) -> Entity:
+    message = mailbox.get(p["m"], "message")
+    if "f" in p and message.parent != mailbox.mail_folder(p["f"]).id:
+        raise GraphError(
+            404, "ErrorItemNotFound", "The specified object was not found in the store."
+        )
+    return message
+
+
+async def get_message(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    query = crud.query_for(ctx, req, "message")
+    return crud.item_response(req, mailbox, _message(mailbox, p), _messages_ctx(mailbox), query)
+
+
+async def update_message(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    message = _message(mailbox, p)
+    crud.check_if_match(req, message)
+    props, ext = crud.read_write_body(req, "message")
+    ctx.store.update(mailbox, message, props, crud.merge_ext(message, ext))
+    query = crud.query_for(ctx, req, "message")
+    return crud.item_response(req, mailbox, message, _messages_ctx(mailbox), query)
+
+
+async def delete_message(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    message = _message(mailbox, p)
+    crud.check_if_match(req, message)
+    ctx.store.delete(mailbox, message)
+    return crud.no_content()
+
+
+async def move_message(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    message = _message(mailbox, p)
+    body = req.json()
+    target = body.get("destinationId") if isinstance(body, dict) else None
+    if not isinstance(target, str) or not target:
+        raise GraphError(400, "ErrorInvalidIdMalformed", "destinationId is required.")
+    folder = mailbox.mail_folder(target)
+    ctx.store.move(mailbox, message, folder.id)
+    query = crud.query_for(ctx, req, "message")
+    return crud.item_response(req, mailbox, message, _messages_ctx(mailbox), query, 201)
+
+
+def _addresses(props: dict[str, Any], *fields: str) -> list[str]:
+    out: list[str] = []
+    for name in fields:
+        for recipient in props.get(name) or []:
+            address = ((recipient or {}).get("emailAddress") or {}).get("address")
+            if isinstance(address, str) and address:
+                out.append(address)
+    return out
+
+
+def _check_headers(props: dict[str, Any]) -> None:
+    for header in props.get("internetMessageHeaders") or []:
+        name = str(header.get("name") or "")
+        if not (name.lower().startswith("x-") or name.lower() in ("in-reply-to", "references")):
+            raise GraphError(
+                400,
+                "InvalidInternetMessageHeader",
+                f"The internet message header name '{name}' should start with 'x-' or 'X-'.",
+            )
+
+
+def deliver(ctx: Context, sender: Mailbox, props: dict[str, Any], save: bool) -> None:
+    """Put a sent message into Sent Items and into every emulated recipient's Inbox."""
+    if not _addresses(props, "toRecipients", "ccRecipients", "bccRecipients"):
+        raise GraphError(
+            400,
+            "ErrorInvalidRecipients",
+            "At least one recipient is not valid., A message "
+            "can't be sent because it contains no recipients.",
+        )
+    _check_headers(props)
+    now = iso_z(utc_now())
+    me = {"emailAddress": {"name": sender.display_name, "address": sender.mail}}
+    sent = _new_message_props(sender, props)
+    sent.update({"from": me, "sender": me, "isDraft": False, "isRead": True, "sentDateTime": now})
+    sent.setdefault("receivedDateTime", now)
+    in_reply_to = next(
+        (
+            h.get("value")
+            for h in sent.get("internetMessageHeaders") or []
+            if str(h.get("name", "")).lower() == "in-reply-to"
+        ),
+        None,
+    )
+    if in_reply_to and "conversationId" not in props:
+        for entity in sender.children("message", None):
+            if entity.props.get("internetMessageId") == in_reply_to:
+                sent["conversationId"] = entity.props.get("conversationId")
+    if save:
+        ctx.store.create(sender, "message", sender.well_known["sentitems"], sent)
+    seen: set[str] = set()
+    for address in _addresses(props, "toRecipients", "ccRecipients", "bccRecipients"):
+        target = ctx.store.user_by_address(address)
+        if target is None or target.id in seen:
+            continue
+        seen.add(target.id)
+        received = {k: v for k, v in sent.items() if k != "bccRecipients"}
+        received.update({"isRead": False, "receivedDateTime": now})
+        ctx.store.create(target, "message", target.well_known["inbox"], received)
+
+
+async def send_mail(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    body = req.json()
+    if not isinstance(body, dict) or not isinstance(body.get("message"), dict):
+        raise GraphError(400, "ErrorInvalidRequest", "The 'message' property is required.")
+    save = body.get("saveToSentItems", True)
+    if not isinstance(save, bool):
+        raise GraphError(
+            400, "RequestBodyRead", f"Cannot convert the literal '{save}' to 'Edm.Boolean'."
+        )
+    extra = set(body) - {"message", "saveToSentItems"}
+    if extra:
+        raise GraphError(
+            400, "RequestBodyRead", f"The property '{sorted(extra)[0]}' does not exist on sendMail."
+        )
+    props = validate_body("message", body["message"])
+    props.pop("singleValueExtendedProperties", None)
+    deliver(ctx, mailbox, props, save)
+    return Response(202)
+
+
+async def send_draft(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    draft = _message(mailbox, p)
+    if not draft.props.get("isDraft", True):
+        raise GraphError(400, "ErrorInvalidOperation", "Only drafts can be sent.")
+    props = dict(draft.props)
+    ctx.store.delete(mailbox, draft)
+    deliver(ctx, mailbox, props, True)
+    return Response(202)
+
+
+async def messages_delta(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    folder = mailbox.mail_folder(p["f"])
+    query = crud.query_for(ctx, req, "message")
+    folder_id = folder.id
+    collect = entity_collector(
+        mailbox, "message", lambda e: e.parent == folder_id, folder_id, query
+    )
+    return delta_response(ctx, req, mailbox, f"message:{folder_id}", "message", collect)
+
+
+def register(router: Router) -> None:
+    """Add the mail routes."""
+    u = "/users/{u}"
+    router.add("GET", f"{u}/mailFolders", list_folders)
+    router.add("POST", f"{u}/mailFolders", create_folder)
+    router.add("GET", f"{u}/mailFolders/{{f}}", get_folder)
+    router.add("PATCH", f"{u}/mailFolders/{{f}}", update_folder)
+    router.add("DELETE", f"{u}/mailFolders/{{f}}", delete_folder)
+    router.add("GET", f"{u}/mailFolders/{{f}}/childFolders", list_folders)
+    router.add("POST", f"{u}/mailFolders/{{f}}/childFolders", create_folder)
+    router.add("GET", f"{u}/mailFolders/{{f}}/messages/delta", messages_delta)
+    for prefix in (f"{u}/mailFolders/{{f}}/messages", f"{u}/messages"):
+        router.add("GET", prefix, list_messages)
+        router.add("POST", prefix, create_message)
+        router.add("GET", f"{prefix}/{{m}}", get_message)
+        router.add("PATCH", f"{prefix}/{{m}}", update_message)
+        router.add("DELETE", f"{prefix}/{{m}}", delete_message)
+        router.add("POST", f"{prefix}/{{m}}/move", move_message)
+        router.add("POST", f"{prefix}/{{m}}/send", send_draft)
+    router.add("POST", f"{u}/sendMail", send_mail)

@@ -1,0 +1,82 @@
+"""The emulator's state and its request pipeline (auth is checked by the HTTP layer)."""
+
+from __future__ import annotations
+
+import re
+
+from . import calendar, contacts, mail, subscription_routes, todo, users
+from .batch import run_batch
+from .config import EmulatorConfig
+from .errors import GraphError, error_body
+from .ids import new_guid
+from .routing import Context, Request, Response, Router, normalize_path
+from .store import Store
+from .subscriptions import SubscriptionManager
+from .throttle import Faults, Stats, Throttle
+
+_USER_PATH = re.compile(r"^/users/([^/]+)", re.IGNORECASE)
+
+
+class Emulator:
+    """Store, subscriptions, throttling, faults, stats and the router, wired together."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.store = Store()
+        self.subscriptions = SubscriptionManager(config, self.store)
+        self.throttle = Throttle(config.throttle, config.throttle_enabled)
+        self.faults = Faults(config.fault_seed)
+        self.stats = Stats()
+        self.router = Router()
+        for module in (users, mail, contacts, calendar, todo, subscription_routes):
+            module.register(self.router)
+        self.context = Context(config, self.store, self.subscriptions)
+
+    def reset(self) -> None:
+        """Back to an empty service."""
+        self.store.reset()
+        self.subscriptions.reset()
+        self.throttle.reset()
+        self.faults.rule = None
+        self.stats.reset()
+
+    def _mailbox_of(self, path: str) -> tuple[str, set[str]]:
+        found = _USER_PATH.match(path)
+        if not found:
+            return "", set()
+        key = found.group(1)
+        try:
+            mailbox = self.store.user(key)
+        except GraphError:
+            return key.lower(), {key.lower()}
+        return mailbox.id, {mailbox.id.lower(), mailbox.upn.lower(), mailbox.mail.lower()}
+
+    async def dispatch(self, req: Request) -> Response:
+        """Run one request (throttle, faults, handler) and turn errors into Graph bodies."""
+        req.path = normalize_path(req.path)
+        mailbox, names = self._mailbox_of(req.path)
+        request_id = new_guid()
+        client_id = req.header("client-request-id")
+        try:
+            if req.path == "/$batch":
+                if req.method != "POST":
+                    raise GraphError(405, "Request_BadRequest", "Use POST for $batch.")
+                response = await run_batch(req, self.dispatch, self.config.max_batch_requests)
+            else:
+                handler, params = self.router.match(req.method, req.path)
+                key = (req.app_id, mailbox)
+                self.throttle.enter(key)
+                try:
+                    await self.faults.apply(names)
+                    response = await handler(self.context, req, params)
+                finally:
+                    self.throttle.leave(key)
+        except GraphError as exc:
+            response = Response(
+                exc.status, error_body(exc.code, exc.message, request_id, client_id), exc.headers
+            )
+        response.headers.setdefault("request-id", request_id)
+        response.headers.setdefault("client-request-id", client_id or request_id)
+        if req.path != "/$batch":
+            self.stats.record(mailbox, req.method, response.status)
+        return response
