@@ -142,14 +142,21 @@ async def delete_message(ctx: Context, req: Request, p: dict[str, str]) -> Respo
 async def move_message(ctx: Context, req: Request, p: dict[str, str]) -> Response:
     mailbox = ctx.store.user(p["u"])
     message = _message(mailbox, p)
-    body = req.json()
-    target = body.get("destinationId") if isinstance(body, dict) else None
+    body = _action_body(req.json())
+    target = body.get("destinationid")
     if not isinstance(target, str) or not target:
         raise GraphError(400, "ErrorInvalidIdMalformed", "destinationId is required.")
     folder = mailbox.mail_folder(target)
     ctx.store.move(mailbox, message, folder.id)
     query = crud.query_for(ctx, req, "message")
     return crud.item_response(req, mailbox, message, _messages_ctx(mailbox), query, 201)
+
+
+def _action_body(body: Any) -> dict[str, Any]:
+    """Action parameters, whose names Graph matches case-insensitively."""
+    if not isinstance(body, dict):
+        raise GraphError(400, "BadRequest", "The request body must be a JSON object.")
+    return {str(k).lower(): v for k, v in body.items()}
 
 
 def _addresses(props: dict[str, Any], *fields: str) -> list[str]:
@@ -215,15 +222,15 @@ def deliver(ctx: Context, sender: Mailbox, props: dict[str, Any], save: bool) ->
 
 async def send_mail(ctx: Context, req: Request, p: dict[str, str]) -> Response:
     mailbox = ctx.store.user(p["u"])
-    body = req.json()
-    if not isinstance(body, dict) or not isinstance(body.get("message"), dict):
+    body = _action_body(req.json())
+    if not isinstance(body.get("message"), dict):
         raise GraphError(400, "ErrorInvalidRequest", "The 'message' property is required.")
-    save = body.get("saveToSentItems", True)
+    save = body.get("savetosentitems", True)
     if not isinstance(save, bool):
         raise GraphError(
             400, "RequestBodyRead", f"Cannot convert the literal '{save}' to 'Edm.Boolean'."
         )
-    extra = set(body) - {"message", "saveToSentItems"}
+    extra = set(body) - {"message", "savetosentitems"}
     if extra:
         raise GraphError(
             400, "RequestBodyRead", f"The property '{sorted(extra)[0]}' does not exist on sendMail."
