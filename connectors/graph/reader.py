@@ -35,6 +35,8 @@ class DeltaStream:
     path: str
     params: Mapping[str, str] = field(default_factory=dict)
     expand: bool = True
+    expand_value: str | None = None
+    """``$expand`` to send instead of ``expand_for(kind)`` (a service lacking some navigation)."""
 
 
 def messages_stream(mailbox_id: str, folder: str) -> DeltaStream:
@@ -171,7 +173,7 @@ class GraphDeltaSource:
             url = self._t.url(self.stream.path)
             params = dict(self.stream.params)
             if self.stream.expand:
-                params["$expand"] = expand_for(self.stream.kind)
+                params["$expand"] = self.stream.expand_value or expand_for(self.stream.kind)
         else:
             url = self._check_link(cursor, "cursor")
         while True:
