@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from kiota_abstractions.api_error import APIError
@@ -16,8 +17,8 @@ from emulators.graph import EmulatorConfig, ThrottleLimits
 from .conftest import Graph, start
 
 
-def _prefer(size: int) -> RequestConfiguration[None]:
-    config: RequestConfiguration[None] = RequestConfiguration()
+def _prefer(size: int) -> RequestConfiguration[Any]:
+    config: RequestConfiguration[Any] = RequestConfiguration()
     config.headers.add("Prefer", f"odata.maxpagesize={size}")
     return config
 
@@ -81,11 +82,12 @@ async def test_stale_if_match_is_412(graph: Graph) -> None:
     assert made is not None and made.id
     stale = f'W/"{made.change_key}"'
     await me.contacts.by_contact_id(made.id).patch(Contact(given_name="New"))
-    config: RequestConfiguration[None] = RequestConfiguration()
+    config: RequestConfiguration[Any] = RequestConfiguration()
     config.headers.add("If-Match", stale)
     with pytest.raises(ODataError) as err:
         await me.contacts.by_contact_id(made.id).patch(Contact(given_name="Mine"), config)
     assert err.value.response_status_code == 412
+    assert err.value.error is not None
     assert err.value.error.code == "ErrorIrresolvableConflict"
     with pytest.raises(APIError):
         await me.contacts.by_contact_id(made.id).delete(config)

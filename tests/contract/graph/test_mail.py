@@ -88,7 +88,7 @@ async def test_folders_messages_move_keep_id(graph: Graph) -> None:
         MovePostRequestBody(destination_id=child.id)
     )
     assert moved is not None and moved.id == draft.id and moved.parent_folder_id == child.id
-    in_child = await me.mail_folders.by_mail_folder_id(child.id).messages.get()
+    in_child = await me.mail_folders.by_mail_folder_id(child.id or "").messages.get()
     assert in_child is not None and [m.id for m in in_child.value or []] == [draft.id]
     updated = await me.messages.by_message_id(draft.id).patch(Message(is_read=True))
     assert updated is not None and updated.is_read and updated.change_key != draft.change_key
@@ -142,9 +142,11 @@ async def test_send_mail_reaches_sent_items_and_recipient_inbox(graph: Graph) ->
         )
     )
     sent = await alice.mail_folders.by_mail_folder_id("sentitems").messages.get()
-    inbox = await graph.sdk.users.by_user_id("bob@contoso.test").mail_folders.by_mail_folder_id(
-        "inbox"
-    ).messages.get()
+    inbox = (
+        await graph.sdk.users.by_user_id("bob@contoso.test")
+        .mail_folders.by_mail_folder_id("inbox")
+        .messages.get()
+    )
     assert sent is not None and inbox is not None
     (copy,) = sent.value or []
     (received,) = inbox.value or []
