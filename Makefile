@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 export KAFKA_PORT
 
 .PHONY: help venv lint fmt test test-unit kafka-up kafka-down kafka-cluster-up kafka-cluster-down \
-        demo topics clean up down status
+        demo topics clean up down status bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -68,6 +68,16 @@ test: $(STAMP) ## set everything up, run the whole suite against a real broker, 
 	DYNASYNC_KAFKA_BOOTSTRAP=$(BOOTSTRAP) DYNASYNC_KAFKA_REQUIRED=1 \
 	DYNASYNC_KAFKA_CLUSTER_BOOTSTRAP=$(CLUSTER_BOOTSTRAP) \
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+BENCH_ARGS ?=
+# Starts a broker unless one already runs on $(KAFKA_PORT), and stops only the one it started.
+bench: $(STAMP) ## engine vs raw aiokafka throughput and latency on the real broker (bench/results)
+	@started=""; \
+	trap 'if [ -n "$$started" ]; then $(KAFKA) down; fi' EXIT; \
+	if ! $(KAFKA) bootstrap single >/dev/null 2>&1; then started="single"; $(KAFKA) up; fi; \
+	$(PY) -m bench --bootstrap $(BOOTSTRAP) --out bench/results/latest.json \
+	  --kafka-version "$$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/kafka/pom.xml)" \
+	  $(BENCH_ARGS)
 
 demo: $(STAMP) ## start Kafka, create the topics, and show messages flowing through a Faust agent
 	$(KAFKA) up

@@ -1,0 +1,93 @@
+"""The benchmark's results: the JSON document and the human summary."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.args import BenchParams
+
+TARGETS: dict[str, float] = {"engine_changes_per_s": 5000, "p99_ms": 1000}
+
+
+def machine() -> dict[str, Any]:
+    """What ran the benchmark."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+    }
+
+
+def results(
+    params: BenchParams,
+    baseline_per_s: float,
+    engine_per_s: float,
+    latency_ms: dict[str, float],
+    notes: dict[str, str],
+) -> dict[str, Any]:
+    """The JSON document of one run."""
+    p = asdict(params)
+    p["out"] = str(params.out)
+    p.pop("kafka_version")
+    return {
+        "kafka_version": params.kafka_version,
+        "partitions": params.partitions,
+        "baseline_records_per_s": round(baseline_per_s, 1),
+        "engine_changes_per_s": round(engine_per_s, 1),
+        "ratio": round(engine_per_s / baseline_per_s, 3),
+        "latency_ms": latency_ms,
+        "targets": TARGETS,
+        "met": {
+            "engine_changes_per_s": engine_per_s >= TARGETS["engine_changes_per_s"],
+            "p99_ms": latency_ms["p99"] <= TARGETS["p99_ms"],
+        },
+        "params": p,
+        "machine": machine(),
+        "notes": notes,
+    }
+
+
+def write(doc: dict[str, Any], out: Path) -> None:
+    """Write ``doc`` to ``out`` (parents created)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def summary(doc: dict[str, Any]) -> str:
+    """A few lines for a human."""
+    lat = doc["latency_ms"]
+    met = doc["met"]
+    params = doc["params"]
+
+    def mark(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    return "\n".join(
+        [
+            f"Kafka {doc['kafka_version']}, {doc['partitions']} partitions, "
+            f"{params['changes']} changes over {params['mailboxes']} mailboxes",
+            f"  raw aiokafka pass-through : {doc['baseline_records_per_s']:>10,.0f} records/s",
+            f"  engine (1 worker)         : {doc['engine_changes_per_s']:>10,.0f} changes/s "
+            f"(target {TARGETS['engine_changes_per_s']:,.0f}: {mark(met['engine_changes_per_s'])})",
+            f"  ratio engine/baseline     : {doc['ratio']:>10.3f}",
+            f"  latency @ {params['rate']}/s for {params['seconds']:g} s, "
+            f"{params['mailboxes']} mailboxes: p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, "
+            f"p99 {lat['p99']:.1f} ms (target p99 <= {TARGETS['p99_ms']:,.0f}: "
+            f"{mark(met['p99_ms'])})",
+        ]
+    )
