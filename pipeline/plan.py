@@ -1,17 +1,21 @@
 """The pure planner: (change, link state, rules) → new link state + actions. No I/O.
 
+The sync rules themselves live in :mod:`pipeline.rules` (directions, 3-way merge and conflict
+policy, the delete table, email tracking); this module applies them to one pair's link state.
 Order of decisions for a change seen on side ``c`` (the other side is ``o``):
 
-1. unknown item: deletes and filter-leavers are dropped; Outlook items only when tracked; CRM
-   email only when pending send; otherwise a create on ``o`` with the fields that flow c → o.
+1. unknown item: deletes and filter-leavers are dropped; Outlook items only when tracked
+   (email by :func:`pipeline.rules.should_track`); CRM email only when pending send; otherwise
+   a create on ``o`` with the fields that flow c → o.
 2. unlinked pair → drop. A version already seen on ``c`` (or an older numeric one) → drop.
    The version we last wrote there → drop (echo by version).
-3. delete → the rules' delete decision (unlink by default), with edit-vs-delete: when ``o``
-   holds edits not yet synced, ``edit_wins`` recreates the deleted item from ``o``.
-4. a CRM record leaving the mailbox's filters → unlink (or delete, when configured).
+3. delete → :func:`pipeline.rules.decide_delete` (edits of ``o`` not yet synced count as
+   ``other_edited``; ``recreate`` creates the deleted item again from ``o``).
+4. a CRM record leaving the mailbox's filters → the same table with reason ``left_filter``.
 5. a projection equal to what we know of ``c`` (last seen, overlaid with our writes in flight)
    → drop (echo by projection; also Exchange's "opened, nothing changed").
-6. field-level 3-way merge against ``base``; same-field conflicts by policy, direction first.
+6. :func:`pipeline.rules.merge` against ``base``; writes in flight count as already sent.
+   Each conflict (correlation, field, both values) is recorded once.
 
 Outcomes come back through :func:`apply_outcome`. Base and known projections move only on
 applied outcomes, so a 412 (``conflict``) simply forgets the write: if the target's newer
@@ -22,10 +26,28 @@ field still unsynced. That is the "re-plan from a fresh read".
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeAlias
 
+import orjson
+
+from pipeline.rules import (
+    ConflictRecord,
+    DeleteDecision,
+    DeleteFacts,
+    EmailFacts,
+    FieldDirections,
+    InMemoryTrackingLookup,
+    RecordRef,
+    TrackDecision,
+    TrackingLookup,
+    TrackingSettings,
+    decide_delete,
+    merge,
+    should_track,
+)
 from pipeline.state import (
     RECENT_VERSIONS,
     LinkState,
@@ -34,35 +56,27 @@ from pipeline.state import (
     correlation_id_for,
     derived_id,
 )
+from schemas.fields import ABSENT_IF_NONE
 from schemas.models import (
     ChangeEvent,
     ChangeEventData,
     CommandAction,
-    FieldDirections,
     ItemChange,
     Mailbox,
     WriteCommand,
     WriteOutcome,
 )
-from schemas.types import (
-    ConflictPolicy,
-    CrmTable,
-    Direction,
-    Kind,
-    Op,
-    Projection,
-    Side,
-    other_side,
-)
+from schemas.models import FieldDirections as DirectionsRecord
+from schemas.types import KINDS, CrmTable, Direction, Kind, Op, Projection, Side, other_side
 
-TRACKED_CATEGORY: Final = "Tracked to Dynamics 365"
 DEFAULT_TABLE: Final[Mapping[Kind, CrmTable]] = {
     "contact": "contact",
     "appointment": "appointment",
     "task": "task",
     "email": "email",
 }
-DeleteDecision: TypeAlias = Literal["delete", "unlink"]
+#: The pseudo field of an edit-vs-delete conflict.
+DELETE_FIELD: Final = "_delete"
 EventType: TypeAlias = Literal[
     "com.dynasync.item.synced.v1",
     "com.dynasync.item.deleted.v1",
@@ -72,23 +86,41 @@ EventType: TypeAlias = Literal[
 
 
 @dataclass(frozen=True, slots=True)
-class ConflictRecord:
-    """One conflict decision (topic ``conflicts``): a field both sides changed, or an
-    edit-vs-delete. ``winner`` is None for the ``manual`` policy."""
+class ConflictEntry:
+    """One conflict decision of one pair (topic ``conflicts``): the rules' record plus where
+    it happened. ``rule`` is the conflict policy, or the edit-vs-delete setting for the
+    :data:`DELETE_FIELD` pseudo field."""
 
     conflict_id: str
     mailbox_id: str
     org_id: str
     correlation_id: str
     kind: Kind
-    field: str
-    policy: str
-    base: Any
-    outlook: Any
-    crm: Any
-    winner: Side | None
+    record: ConflictRecord
+    rule: str
     caused_by: str
     decided_at: str
+
+    def to_json(self) -> bytes:
+        """The record as published on ``conflicts`` (orjson, flat)."""
+        r = self.record
+        return orjson.dumps(
+            {
+                "conflict_id": self.conflict_id,
+                "mailbox_id": self.mailbox_id,
+                "org_id": self.org_id,
+                "correlation_id": self.correlation_id,
+                "kind": self.kind,
+                "field": r.field,
+                "policy": self.rule,
+                "base": r.base,
+                "outlook": r.outlook,
+                "crm": r.crm,
+                "winner": r.winner,
+                "caused_by": self.caused_by,
+                "decided_at": self.decided_at,
+            }
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +139,7 @@ class Drop:
     reason: str
 
 
-Action: TypeAlias = WriteCommand | ChangeEvent | ConflictRecord | Alert | Drop
+Action: TypeAlias = WriteCommand | ChangeEvent | ConflictEntry | Alert | Drop
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +158,13 @@ class Plan:
         return tuple(a for a in self.actions if isinstance(a, ChangeEvent))
 
     @property
+    def conflict_entries(self) -> tuple[ConflictEntry, ...]:
+        return tuple(a for a in self.actions if isinstance(a, ConflictEntry))
+
+    @property
     def conflicts(self) -> tuple[ConflictRecord, ...]:
-        return tuple(a for a in self.actions if isinstance(a, ConflictRecord))
+        """The rules' conflict records of this plan."""
+        return tuple(e.record for e in self.conflict_entries)
 
     @property
     def alerts(self) -> tuple[Alert, ...]:
@@ -139,61 +176,83 @@ class Plan:
         return next((a.reason for a in self.actions if isinstance(a, Drop)), None)
 
 
-def default_tracked(change: ItemChange) -> bool:
-    """Outlook→CRM only for tracked items: stamped by us, flagged, or carrying the category."""
-    attrs = change.attributes
-    categories = attrs.get("categories") or ()
-    return (
-        change.correlation_id is not None
-        or attrs.get("tracked") is True
-        or (isinstance(categories, list | tuple) and TRACKED_CATEGORY in categories)
-    )
-
-
-def default_delete_decision(change: ItemChange, link: LinkState, now: str) -> DeleteDecision:
-    """The delete table: email never deletes the other side; a CRM appointment delete deletes
-    the Outlook event only if the user organises it and it is in the future; else unlink."""
-    if link.kind == "appointment" and change.side == "crm":
-        start = link.crm.seen.get("scheduledstart")
-        organizer = change.attributes.get("organizer_is_user") is True
-        if organizer and isinstance(start, str) and start > now:
-            return "delete"
-    return "unlink"
+def tracking_settings(mailbox: Mailbox) -> TrackingSettings:
+    """The email tracking settings of ``mailbox`` (auto-track option, tracked folders)."""
+    folders = {
+        f.folder_id: RecordRef(f.regarding_table, f.regarding_id.strip("{}").lower())
+        for f in mailbox.tracked_folders
+    }
+    return TrackingSettings(auto_track=mailbox.auto_track, folders=folders)
 
 
 @dataclass(frozen=True, slots=True)
 class MailboxRules:
-    """Everything the planner needs to know about one mailbox's configuration."""
+    """Everything the planner needs to know about one mailbox's configuration.
+
+    ``kinds`` holds the organisation's directions/policy records per kind (defaults: every
+    catalogue field both ways, crm_wins, edit_wins, unlink); they are validated into
+    :class:`pipeline.rules.FieldDirections` on construction (DirectionsError if invalid).
+    """
 
     mailbox_id: str
     org_id: str
     systemuser_id: str
-    kinds: Mapping[Kind, FieldDirections] = field(default_factory=dict)
-    tracked: Callable[[ItemChange], bool] = default_tracked
-    delete_decision: Callable[[ItemChange, LinkState, str], DeleteDecision] = (
-        default_delete_decision
-    )
+    kinds: Mapping[Kind, DirectionsRecord] = field(default_factory=dict)
+    groups: frozenset[str] = frozenset()
+    upn: str | None = None
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    lookup: TrackingLookup = field(default_factory=InMemoryTrackingLookup)
+    _directions: Mapping[Kind, FieldDirections] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        built: dict[Kind, FieldDirections] = {}
+        for kind in KINDS:
+            record = self.kinds.get(kind)
+            if record is not None and (record.kind != kind or record.org_id != self.org_id):
+                raise ValueError(
+                    f"directions record of {record.org_id}/{record.kind} filed under "
+                    f"{self.org_id}/{kind}"
+                )
+            config = record.directions if record is not None else None
+            built[kind] = FieldDirections.build(kind, config, groups=self.groups)
+        object.__setattr__(self, "_directions", built)
 
     @classmethod
     def from_mailbox(
-        cls, mailbox: Mailbox, directions: Iterable[FieldDirections] = ()
+        cls,
+        mailbox: Mailbox,
+        directions: Iterable[DirectionsRecord] = (),
+        *,
+        lookup: TrackingLookup | None = None,
     ) -> MailboxRules:
         """Rules of ``mailbox`` with its organisation's per-kind directions."""
         kinds = {d.kind: d for d in directions if d.org_id == mailbox.org_id}
-        return cls(mailbox.mailbox_id, mailbox.org_id, mailbox.systemuser_id, kinds)
+        return cls(
+            mailbox.mailbox_id,
+            mailbox.org_id,
+            mailbox.systemuser_id,
+            kinds,
+            groups=frozenset(mailbox.field_groups),
+            upn=mailbox.upn,
+            tracking=tracking_settings(mailbox),
+            lookup=lookup if lookup is not None else InMemoryTrackingLookup(),
+        )
 
-    def policy(self, kind: Kind) -> FieldDirections:
+    def policy(self, kind: Kind) -> DirectionsRecord:
         """Directions and policies of ``kind`` (defaults: both ways, crm_wins, edit_wins)."""
-        return self.kinds.get(kind) or FieldDirections(org_id=self.org_id, kind=kind)
+        return self.kinds.get(kind) or DirectionsRecord(org_id=self.org_id, kind=kind)
+
+    def directions(self, kind: Kind) -> FieldDirections:
+        """The validated field directions of ``kind``."""
+        return self._directions[kind]
 
     def direction(self, kind: Kind, name: str) -> Direction:
-        """Direction of one field; fields not configured sync both ways."""
-        return self.policy(kind).directions.get(name, "both")
+        """Direction of one field; fields outside the catalogue do not sync (``none``)."""
+        return self._directions[kind].directions.get(name, "none")
 
     def flows(self, kind: Kind, name: str, source: Side) -> bool:
         """Whether ``name`` is copied from ``source`` to the other side."""
-        d = self.direction(kind, name)
-        return d == "both" or d == ("to_crm" if source == "outlook" else "to_outlook")
+        return self._directions[kind].flows(name, source)
 
 
 _MISSING: Final = object()
@@ -204,11 +263,18 @@ def _older(version: str, than: str | None) -> bool:
 
 
 def _synced(rules: MailboxRules, kind: Kind, projection: Projection) -> Projection:
-    return {k: v for k, v in projection.items() if rules.direction(kind, k) != "none"}
+    synced = rules.directions(kind).synced()
+    return {k: v for k, v in projection.items() if k in synced}
 
 
 def _flowing(rules: MailboxRules, kind: Kind, projection: Projection, source: Side) -> Projection:
-    return {k: v for k, v in projection.items() if rules.flows(kind, k, source)}
+    dirs = rules.directions(kind)
+    return {k: v for k, v in projection.items() if dirs.flows(k, source)}
+
+
+def _categories(change: ItemChange) -> tuple[str, ...]:
+    raw = change.attributes.get("categories") or ()
+    return tuple(c for c in raw if isinstance(c, str)) if isinstance(raw, list | tuple) else ()
 
 
 def _event(
@@ -240,6 +306,12 @@ def _event(
             fields=dict(fields),
         ),
     )
+
+
+def conflict_key(correlation_id: str, record: ConflictRecord) -> str:
+    """Identity of one conflict: the pair, the field and both sides' values."""
+    values = orjson.dumps([record.outlook, record.crm], option=orjson.OPT_SORT_KEYS)
+    return derived_id("conflict-key", correlation_id, record.field, values.decode())
 
 
 class _Builder:
@@ -284,35 +356,37 @@ class _Builder:
         ce_id = derived_id("event", self.caused_by, ce_type, self.link.correlation_id)
         self.actions.append(_event(self.link, ce_type, op, origin, fields, ce_id, self.now))
 
-    def conflict(
-        self, name: str, policy: str, outlook: Any, crm: Any, winner: Side | None, origin: Side
-    ) -> None:
+    def conflict(self, record: ConflictRecord, rule: str, origin: Side) -> None:
         link = self.link
+        name = record.field
         conflict_id = derived_id("conflict", self.caused_by, link.correlation_id, name)
         self.actions.append(
-            ConflictRecord(
+            ConflictEntry(
                 conflict_id=conflict_id,
                 mailbox_id=link.mailbox_id,
                 org_id=link.org_id,
                 correlation_id=link.correlation_id,
                 kind=link.kind,
-                field=name,
-                policy=policy,
-                base=link.base.get(name),
-                outlook=outlook,
-                crm=crm,
-                winner=winner,
+                record=record,
+                rule=rule,
                 caused_by=self.caused_by,
                 decided_at=self.now,
             )
         )
         ce_id = derived_id("event", self.caused_by, "conflict", link.correlation_id, name)
-        data = {"field": name, "outlook": outlook, "crm": crm, "winner": winner}
+        data = {"field": name, "outlook": record.outlook, "crm": record.crm}
+        data["winner"] = record.winner
         self.actions.append(
             _event(
                 link, "com.dynasync.conflict.recorded.v1", "upsert", origin, data, ce_id, self.now
             )
         )
+
+    def delete_conflict(self, deleted: Side, edits: Projection, winner: Side, rule: str) -> None:
+        outlook, crm = (None, dict(edits)) if deleted == "outlook" else (dict(edits), None)
+        policy = self.rules.policy(self.link.kind).conflict_policy
+        record = ConflictRecord(DELETE_FIELD, None, outlook, crm, policy, winner)
+        self.conflict(record, rule, deleted)
 
     def drop(self, reason: str) -> None:
         self.actions.append(Drop(reason))
@@ -362,13 +436,50 @@ def plan(change: ItemChange, link: LinkState | None, rules: MailboxRules, now: s
     return _merge(b, c, projection, change.observed_at, seen_version=change.version)
 
 
+def _outlook_tracked(change: ItemChange, rules: MailboxRules) -> tuple[bool, str]:
+    """Whether an Outlook item seen for the first time goes to the CRM; why not, if not."""
+    if change.correlation_id is not None or change.attributes.get("tracked") is True:
+        return True, ""
+    categories = _categories(change)
+    wanted = rules.tracking.category.strip().casefold()
+    if any(c.strip().casefold() == wanted for c in categories):
+        return True, ""
+    if change.kind != "email":
+        return False, "outlook item is not tracked"
+    decision = _email_decision(change, rules)
+    if decision is None:
+        return False, "outlook email has no internetMessageId"
+    if not decision.tracked:
+        return False, f"outlook email is not tracked ({decision.reason})"
+    return True, ""
+
+
+def _email_decision(change: ItemChange, rules: MailboxRules) -> TrackDecision | None:
+    folder = change.attributes.get("folder_id")
+    try:
+        facts = EmailFacts.from_projection(
+            change.projection,
+            categories=_categories(change),
+            folder_id=folder if isinstance(folder, str) else None,
+        )
+    except (ValueError, TypeError):
+        return None
+    return should_track(facts, rules.tracking, rules.lookup)
+
+
 def _first_sight(change: ItemChange, rules: MailboxRules, now: str) -> Plan:
     if change.op == "delete":
         return Plan(None, (Drop("delete of an item that was never linked"),))
     if change.attributes.get("left_filter") is True:
         return Plan(None, (Drop("unknown record left the filters"),))
-    if change.side == "outlook" and not rules.tracked(change):
-        return Plan(None, (Drop("outlook item is not tracked"),))
+    existing: str | None = None
+    if change.side == "outlook":
+        tracked, why = _outlook_tracked(change, rules)
+        if not tracked:
+            return Plan(None, (Drop(why),))
+        if change.kind == "email":
+            decision = _email_decision(change, rules)
+            existing = decision.existing_activity if decision is not None else None
     action: CommandAction = "create"
     if change.side == "crm" and change.kind == "email":
         if change.attributes.get("pending_send") is not True:
@@ -378,19 +489,24 @@ def _first_sight(change: ItemChange, rules: MailboxRules, now: str) -> Plan:
     correlation = change.correlation_id or correlation_id_for(rules.mailbox_id, c, change.item_id)
     projection = _synced(rules, change.kind, change.projection)
     side = SideState(item_id=change.item_id).saw(change.version, projection, change.observed_at)
+    other = SideState(item_id=existing)
     link = LinkState(
         correlation_id=correlation,
         mailbox_id=rules.mailbox_id,
         org_id=rules.org_id,
         kind=change.kind,
         crm_table=change.table or DEFAULT_TABLE[change.kind],
-        outlook=side if c == "outlook" else SideState(),
-        crm=side if c == "crm" else SideState(),
+        outlook=side if c == "outlook" else other,
+        crm=side if c == "crm" else other,
         base={},
         origin=c,
     )
     b = _Builder(link, rules, change.change_id, now)
-    b.command(o, action, _flowing(rules, change.kind, projection, c), create=True)
+    fields = _flowing(rules, change.kind, projection, c)
+    if existing is not None:  # one activity per internetMessageId: link to it
+        b.command(o, "update", fields)
+    else:
+        b.command(o, action, fields, create=True)
     return b.done()
 
 
@@ -414,8 +530,73 @@ def _recreate(b: _Builder, target: Side, source: Side) -> None:
     """Create ``target``'s item again from ``source`` (edit wins over delete)."""
     link = b.link
     fields = _flowing(b.rules, link.kind, link.expected(source), source)
-    b.link = replace(link.with_side(target, SideState()), base={}, tombstone=False, pending=())
+    b.link = replace(
+        link.with_side(target, SideState()), base={}, tombstone=False, pending=(), conflicts={}
+    )
     b.command(target, "create", fields, create=True)
+
+
+def _moment(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _appointment_facts(change: ItemChange, link: LinkState, rules: MailboxRules, now: str) -> Any:
+    """(organizer_is_user, in_future) of an appointment pair, from what is known of it."""
+    known = {**link.outlook.seen, **link.crm.seen}
+    organizer = known.get("organizer")
+    by_upn = (
+        rules.upn is not None
+        and isinstance(organizer, Mapping)
+        and isinstance(organizer.get("email"), str)
+        and organizer["email"].casefold() == rules.upn.casefold()
+    )
+    is_user = change.attributes.get("organizer_is_user") is True or by_upn
+    end = _moment(known.get("scheduledend")) or _moment(known.get("scheduledstart"))
+    at = _moment(now)
+    return is_user, end is not None and at is not None and end > at
+
+
+def _delete_decision(
+    b: _Builder, change: ItemChange, deleted: Side, edits: Projection, *, left_filter: bool
+) -> DeleteDecision:
+    link = b.link
+    policy = b.rules.policy(link.kind)
+    organizer, future = _appointment_facts(change, link, b.rules, b.now)
+    facts = DeleteFacts(
+        kind=link.kind,
+        side=deleted,
+        reason="left_filter" if left_filter else "deleted",
+        other_edited=bool(edits),
+        organizer_is_user=organizer,
+        in_future=future,
+    )
+    return decide_delete(
+        facts, edit_vs_delete=policy.edit_vs_delete, leave_filter=policy.leave_filter
+    )
+
+
+def _carry_out(b: _Builder, decision: DeleteDecision, deleted: Side, edits: Projection) -> Plan:
+    """Act on a delete decision for ``deleted``'s item (the other side still exists)."""
+    o = other_side(deleted)
+    if decision == "recreate":
+        b.delete_conflict(deleted, edits, o, "edit_wins")
+        _recreate(b, deleted, o)
+        return b.done()
+    if edits and b.link.kind != "email":
+        b.delete_conflict(deleted, edits, deleted, "delete_wins")
+    if decision == "delete_other" and b.link.side(o).item_id is not None:
+        b.command(o, "delete", {})
+        b.link = replace(b.link, tombstone=True)
+        return b.done()
+    b.link = replace(b.link, unlinked=True)
+    b.event("com.dynasync.item.unlinked.v1", "delete", deleted, {})
+    return b.done()
 
 
 def _deleted(change: ItemChange, b: _Builder) -> Plan:
@@ -428,31 +609,17 @@ def _deleted(change: ItemChange, b: _Builder) -> Plan:
         b.link = replace(b.link, tombstone=True)
         b.event("com.dynasync.item.deleted.v1", "delete", c, {})
         return b.done()
-    policy = b.rules.policy(link.kind)
     edits = _unsynced_edits(link, b.rules, o)
-    if edits and policy.edit_vs_delete == "edit_wins" and link.kind != "email":
-        b.conflict("_delete", "edit_wins", *_pair(c, None, edits), winner=o, origin=c)
-        _recreate(b, c, o)
-        return b.done()
-    decision = "unlink" if link.kind == "email" else b.rules.delete_decision(change, link, b.now)
-    if decision == "delete" and other.item_id is not None:
-        b.command(o, "delete", {})
-        b.link = replace(b.link, tombstone=True)
-        return b.done()
-    b.link = replace(b.link, unlinked=True)
-    b.event("com.dynasync.item.unlinked.v1", "delete", c, {})
-    return b.done()
-
-
-def _pair(c: Side, c_value: Any, o_value: Any) -> tuple[Any, Any]:
-    """(outlook value, crm value) from the changing side's and the other side's values."""
-    return (c_value, o_value) if c == "outlook" else (o_value, c_value)
+    decision = _delete_decision(b, change, c, edits, left_filter=False)
+    return _carry_out(b, decision, c, edits)
 
 
 def _left_filter(change: ItemChange, b: _Builder) -> Plan:
     link = b.link
     b.link = link.with_side("crm", link.crm.saw(change.version, None, b.now))
-    if b.rules.policy(link.kind).leave_filter == "delete" and link.outlook.item_id is not None:
+    edits = _unsynced_edits(link, b.rules, "outlook")
+    decision = _delete_decision(b, change, "crm", edits, left_filter=True)
+    if decision == "delete_other" and link.outlook.item_id is not None:
         b.command("outlook", "delete", {})
         b.link = replace(b.link, tombstone=True)
         return b.done()
@@ -462,29 +629,25 @@ def _left_filter(change: ItemChange, b: _Builder) -> Plan:
 
 
 def _edit_after_delete(change: ItemChange, b: _Builder) -> Plan:
+    """``c`` changed an item whose counterpart on ``o`` is already deleted."""
     c, o = change.side, other_side(change.side)
     link = b.link
     projection = _synced(b.rules, link.kind, change.projection)
     b.link = link.with_side(c, link.side(c).saw(change.version, projection, b.now))
-    if b.rules.policy(link.kind).edit_vs_delete == "delete_wins":
-        b.conflict("_delete", "delete_wins", *_pair(c, projection, None), winner=o, origin=c)
-        if b.link.side(c).item_id is not None:
-            b.command(c, "delete", {})
+    edits = _flowing(b.rules, link.kind, projection, c) or {DELETE_FIELD: True}
+    decision = _delete_decision(b, change, o, edits, left_filter=False)
+    if decision == "recreate":
+        b.delete_conflict(o, edits, c, "edit_wins")
+        _recreate(b, o, c)
+        return b.done()
+    b.delete_conflict(o, edits, o, "delete_wins")
+    if decision == "delete_other" and b.link.side(c).item_id is not None:
+        b.command(c, "delete", {})
         b.link = replace(b.link, tombstone=True)
         return b.done()
-    b.conflict("_delete", "edit_wins", *_pair(c, projection, None), winner=c, origin=c)
-    _recreate(b, o, c)
+    b.link = replace(b.link, unlinked=True)
+    b.event("com.dynasync.item.unlinked.v1", "delete", o, {})
     return b.done()
-
-
-def _winner(policy: ConflictPolicy, c: Side, c_at: str | None, o_at: str | None) -> Side | None:
-    if policy == "manual":
-        return None
-    if policy == "crm_wins":
-        return "crm"
-    if policy == "outlook_wins":
-        return "outlook"
-    return c if (c_at or "") >= (o_at or "") else other_side(c)
 
 
 def _merge(
@@ -494,44 +657,52 @@ def _merge(
     o = other_side(c)
     kind = link.kind
     rules = b.rules
+    dirs = rules.directions(kind)
     base = dict(link.base)
     pending_c = {k: v for p in link.pending_to(c) for k, v in p.fields.items()}
     pending_o = {k: v for p in link.pending_to(o) for k, v in p.fields.items()}
+    c_seen = link.side(c).seen
     own_o = link.side(o).seen  # o's own observed values; writes in flight there are ours
-    policy = rules.policy(kind).conflict_policy
-    to_o: Projection = {}
-    to_c: Projection = {}
-    for name in sorted(set(projection) | set(own_o)):
-        if rules.direction(kind, name) == "none":
-            continue
+    absent = ABSENT_IF_NONE[kind] if seen_version is not None else frozenset()
+    c_vals: dict[str, Any] = {}
+    o_vals: dict[str, Any] = {}
+    for name in dirs.synced():
         b_val = base.get(name)
-        c_val = projection.get(name, link.side(c).seen.get(name, b_val))
-        o_val = own_o.get(name, b_val)
-        c_changed = c_val != b_val and pending_c.get(name, _MISSING) != c_val
-        o_changed = o_val != b_val
-        if c_changed and not o_changed:
-            if rules.flows(kind, name, c) and pending_o.get(name, _MISSING) != c_val:
-                to_o[name] = c_val
-        elif o_changed and not c_changed:
-            if rules.flows(kind, name, o) and pending_c.get(name, _MISSING) != o_val:
-                to_c[name] = o_val
-        elif c_changed and o_changed:
-            if c_val == o_val:
-                base[name] = c_val
-                continue
-            winner = _winner(policy, c, observed_at, link.side(o).seen_at)
-            if winner is not None and not rules.flows(kind, name, winner):
-                loser = other_side(winner)
-                winner = loser if rules.flows(kind, name, loser) else None
-            b.conflict(name, policy, *_pair(c, c_val, o_val), winner=winner, origin=c)
-            if winner == c:
-                to_o[name] = c_val
-            elif winner == o and pending_c.get(name, _MISSING) != o_val:
-                to_c[name] = o_val
+        if name in projection:
+            c_val = projection[name]
+        elif name in absent:
+            c_val = None
+        else:
+            c_val = c_seen.get(name, b_val)
+        # a value equal to our own write in flight to c is not c's change
+        c_vals[name] = b_val if pending_c.get(name, _MISSING) == c_val else c_val
+        o_vals[name] = own_o.get(name, b_val)
+    at = {c: observed_at, o: link.side(o).seen_at}
+    sides = {c: c_vals, o: o_vals}
+    result = merge(
+        base,
+        sides["outlook"],
+        sides["crm"],
+        dirs,
+        rules.policy(kind).conflict_policy,
+        outlook_modified=at["outlook"],
+        crm_modified=at["crm"],
+    )
+    for name, decision in result.decisions.items():
+        if decision == "unchanged" and result.merged[name] != base.get(name):
+            base[name] = result.merged[name]  # both sides changed it the same way
+    recorded: dict[str, str] = {}
+    for record in result.conflicts:
+        key = conflict_key(link.correlation_id, record)
+        recorded[record.field] = key
+        if link.conflicts.get(record.field) != key:
+            b.conflict(record, record.policy, c)
+    to_o = {n: v for n, v in result.patch_to(o).items() if pending_o.get(n, _MISSING) != v}
+    to_c = {n: v for n, v in result.patch_to(c).items() if pending_c.get(n, _MISSING) != v}
     seen = link.side(c)
     if seen_version is not None:
         seen = seen.saw(seen_version, {**seen.seen, **projection}, observed_at)
-    b.link = replace(link.with_side(c, seen), base=base)
+    b.link = replace(link.with_side(c, seen), base=base, conflicts=recorded)
     # One write in flight per side: later edits wait for its outcome, then go as one update
     # (coalesced, and with the If-Match of the version that write produced).
     if to_o and link.side(o).item_id is not None and not link.pending_to(o):
@@ -600,14 +771,22 @@ def apply_outcome(link: LinkState, outcome: WriteOutcome, rules: MailboxRules, n
             b.link = replace(b.link, tombstone=False)
         return b.done()
     if outcome.status == "not_found":
+        # the target is gone while we wrote to it: an edit of the other side against a delete
         b.link = link.with_side(t, replace(side, deleted=True))
-        if rules.policy(link.kind).edit_vs_delete == "edit_wins" and link.kind != "email":
-            b.conflict("_delete", "edit_wins", None, None, winner=other_side(t), origin=t)
-            _recreate(b, t, other_side(t))
-        else:
-            b.link = replace(b.link, unlinked=True)
-            b.event("com.dynasync.item.unlinked.v1", "delete", t, {})
-        return b.done()
+        edits = dict(pending.fields) or {DELETE_FIELD: True}
+        change = ItemChange(
+            change_id=outcome.command_id,
+            side=t,
+            org_id=link.org_id,
+            kind=link.kind,
+            op="delete",
+            item_id=side.item_id or outcome.command_id,
+            version="",
+            observed_at=now,
+            mailbox_id=link.mailbox_id,
+        )
+        decision = _delete_decision(b, change, t, edits, left_filter=False)
+        return _carry_out(b, decision, t, edits)
     b.actions.append(
         Alert(
             link.mailbox_id,

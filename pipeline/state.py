@@ -4,6 +4,7 @@ A link ties one Outlook item to one CRM row of one mailbox. For each side it kee
 the versions recently seen (dedupe), the projection last seen there (overlaid with our own
 applied writes), and the projection and version of our last write there (echo suppression).
 ``base`` is the projection both sides last agreed on: the common ancestor of the 3-way merge.
+``conflicts`` remembers the conflicts already recorded, so each is recorded once.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ class LinkState:
     unlinked: bool = False
     tombstone: bool = False
     updated_at: str = ""
+    #: Conflicts already recorded and still open: field -> conflict key (recorded once).
+    conflicts: dict[str, str] = field(default_factory=dict)
 
     @property
     def outlook_id(self) -> str | None:
@@ -140,6 +143,14 @@ def _side(data: dict[str, Any]) -> SideState:
     )
 
 
+def _str_map(raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise TypeError("conflicts must map field names to keys")
+    return dict(raw)
+
+
 def decode_link(raw: bytes | bytearray | memoryview | str) -> LinkState:
     """Rebuild a LinkState from :func:`encode_link` bytes; ValueError if they are not one."""
     try:
@@ -167,6 +178,7 @@ def decode_link(raw: bytes | bytearray | memoryview | str) -> LinkState:
             unlinked=bool(data.get("unlinked", False)),
             tombstone=bool(data.get("tombstone", False)),
             updated_at=data.get("updated_at", ""),
+            conflicts=_str_map(data.get("conflicts")),
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"not a link state: {exc}") from None

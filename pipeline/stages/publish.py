@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import faust
 import orjson
 
-from pipeline.plan import Action, Alert, ConflictRecord, Drop
+from pipeline.plan import Action, Alert, ConflictEntry, Drop
 from pipeline.settings import Settings
 from pipeline.topics import (
     COMMANDS_CRM,
@@ -79,8 +79,8 @@ class Publisher:
             elif isinstance(action, ChangeEvent):
                 headers, value = event_to_kafka(action)
                 await self._send(self.events, action.data.mailbox_id.encode(), value, headers)
-            elif isinstance(action, ConflictRecord):
-                await self._send(self.conflicts, action.mailbox_id.encode(), dumps(action))
+            elif isinstance(action, ConflictEntry):
+                await self._send(self.conflicts, action.mailbox_id.encode(), action.to_json())
             elif isinstance(action, Alert):
                 log.warning("alert for mailbox %s: %s", action.mailbox_id, action.reason)
                 await self._send(

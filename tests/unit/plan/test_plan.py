@@ -17,7 +17,7 @@ from schemas.models import (
     WriteCommand,
     WriteOutcome,
 )
-from schemas.types import ConflictPolicy, Kind, Op, Side
+from schemas.types import ConflictPolicy, Direction, Kind, Op, Side
 
 NOW = "2030-01-01T00:00:00Z"
 USER = "11111111-2222-3333-4444-555555555555"
@@ -26,10 +26,16 @@ USER = "11111111-2222-3333-4444-555555555555"
 def rules(
     policy: ConflictPolicy = "crm_wins", kind: Kind = "contact", **extra: Any
 ) -> MailboxRules:
+    # the directions are validated against the kind's field catalogue: contact fields only
+    contact: dict[str, Direction] = {
+        "jobtitle": "to_outlook",
+        "description": "to_crm",
+        "nickname": "none",
+    }
     directions = FieldDirections(
         org_id="org",
         kind=kind,
-        directions={"jobtitle": "to_outlook", "description": "to_crm", "nickname": "none"},
+        directions=contact if kind == "contact" else {},
         conflict_policy=policy,
         **extra,
     )
@@ -418,7 +424,8 @@ class TestDeletes:
         assert p2.conflicts[0].field == "_delete" and p2.conflicts[0].winner == "outlook"
         assert p2.link is not None and not p2.link.unlinked
 
-    def test_edit_vs_delete_delete_wins_unlinks(self) -> None:
+    def test_edit_vs_delete_delete_wins_follows_the_delete_table(self) -> None:
+        # the rules' delete table: a CRM contact delete deletes the Outlook copy (delete_other)
         r = rules(edit_vs_delete="delete_wins")
         link = linked(r)
         p1 = plan(
@@ -426,7 +433,17 @@ class TestDeletes:
         )
         assert p1.link is not None
         p2 = plan(change("crm", "c1", "", op="delete"), p1.link, r, NOW)
-        assert p2.link is not None and p2.link.unlinked and not p2.commands
+        (cmd,) = p2.commands
+        assert cmd.target == "outlook" and cmd.action == "delete" and cmd.target_id == "o1"
+        (rec,) = p2.conflicts
+        assert rec.field == "_delete" and rec.winner == "crm"
+        assert p2.conflict_entries[0].rule == "delete_wins"
+        assert p2.link is not None and p2.link.tombstone
+
+    def test_outlook_delete_with_delete_wins_unlinks(self) -> None:
+        r = rules(edit_vs_delete="delete_wins")
+        p = plan(change("outlook", "o1", "", op="delete"), linked(r), r, NOW)
+        assert p.link is not None and p.link.unlinked and not p.commands and not p.conflicts
 
     def test_email_delete_never_propagates(self) -> None:
         r = rules(kind="email")
@@ -491,7 +508,9 @@ class TestRulesAndState:
         )
         assert r.direction("task", "subject") == "none"
         assert r.direction("contact", "firstname") == "both"
-        assert r.flows("contact", "x", "crm") and r.policy("contact").conflict_policy == "crm_wins"
+        # fields outside the catalogue never flow (pipeline.rules.FieldDirections.flows)
+        assert not r.flows("contact", "x", "crm") and r.direction("contact", "x") == "none"
+        assert r.policy("contact").conflict_policy == "crm_wins"
 
     def test_link_codec_round_trip(self) -> None:
         r = rules()

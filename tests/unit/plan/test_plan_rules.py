@@ -1,0 +1,174 @@
+"""The planner on top of pipeline.rules: conflict records (once), email tracking, deletes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import orjson
+import pytest
+
+from pipeline.plan import MailboxRules, apply_outcome, plan
+from pipeline.rules import DirectionsError, InMemoryTrackingLookup, StoredEmail
+from pipeline.state import decode_link, encode_link
+from schemas.models import FieldDirections, ItemChange, Mailbox, TrackedFolder
+from tests.unit.plan.test_plan import NOW, USER, applied, change, linked, outcome, rules
+
+ACCOUNT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+
+
+def email(item_id: str, **projection: object) -> ItemChange:
+    return change("outlook", item_id, "v1", dict(projection), kind="email", attributes={})
+
+
+class TestManualConflictRecordedOnce:
+    def test_same_conflict_not_recorded_again_on_later_events(self) -> None:
+        r = rules("manual")
+        link = linked(r)
+        p1 = plan(
+            change("outlook", "o1", "v2", {"firstname": "O", "lastname": "Lee"}), link, r, NOW
+        )
+        assert p1.link is not None
+        p1b = apply_outcome(p1.link, outcome(p1.commands[0], "conflict"), r, NOW)
+        assert p1b.link is not None
+        p2 = plan(change("crm", "c1", "2", {"firstname": "C", "lastname": "Lee"}), p1b.link, r, NOW)
+        assert len(p2.conflicts) == 1 and p2.conflicts[0].winner is None and not p2.commands
+        assert p2.link is not None and p2.link.conflicts
+        # an unrelated later edit on each side: the open conflict is not recorded again
+        p3 = plan(
+            change("crm", "c1", "3", {"firstname": "C", "lastname": "Lee", "telephone1": "1"}),
+            p2.link,
+            r,
+            NOW,
+        )
+        assert not p3.conflicts and p3.link is not None
+        assert [c.fields for c in p3.commands] == [{"telephone1": "1"}]
+        survived = decode_link(encode_link(p3.link))
+        assert survived.conflicts == p2.link.conflicts
+        # a new value on one side is a new conflict, recorded once more
+        p4 = plan(
+            change("outlook", "o1", "v3", {"firstname": "O2", "lastname": "Lee"}), survived, r, NOW
+        )
+        assert [c.outlook for c in p4.conflicts] == ["O2"]
+
+    def test_resolved_conflict_clears(self) -> None:
+        r = rules("manual")
+        link = linked(r)
+        p1 = plan(
+            change("outlook", "o1", "v2", {"firstname": "X", "lastname": "Lee"}), link, r, NOW
+        )
+        assert p1.link is not None
+        p1b = apply_outcome(p1.link, outcome(p1.commands[0], "conflict"), r, NOW)
+        assert p1b.link is not None
+        p2 = plan(change("crm", "c1", "2", {"firstname": "Y", "lastname": "Lee"}), p1b.link, r, NOW)
+        assert p2.link is not None and p2.conflicts
+        # the operator sets the same value on Outlook as CRM has: no conflict any more
+        p3 = plan(
+            change("outlook", "o1", "v3", {"firstname": "Y", "lastname": "Lee"}), p2.link, r, NOW
+        )
+        assert not p3.conflicts and p3.link is not None and not p3.link.conflicts
+        assert p3.link.base["firstname"] == "Y"
+
+
+def test_conflict_entry_serialises_flat_with_orjson() -> None:
+    r = rules("crm_wins")
+    link = linked(r)
+    p1 = plan(change("outlook", "o1", "v2", {"firstname": "O", "lastname": "Lee"}), link, r, NOW)
+    assert p1.link is not None
+    p2 = plan(change("crm", "c1", "2", {"firstname": "C", "lastname": "Lee"}), p1.link, r, NOW)
+    (entry,) = p2.conflict_entries
+    data = orjson.loads(entry.to_json())
+    assert data["field"] == "firstname" and data["winner"] == "crm" and data["policy"] == "crm_wins"
+    assert data["base"] == "Ann" and data["outlook"] == "O" and data["crm"] == "C"
+    assert data["mailbox_id"] == "mbx" and data["correlation_id"] == link.correlation_id
+
+
+class TestEmailTracking:
+    def test_untracked_reply_option_drops_with_reason(self) -> None:
+        r = rules(kind="email")
+        p = plan(email("m1", messageid="<a@x>", subject="hi"), None, r, NOW)
+        assert p.link is None and p.dropped == "outlook email is not tracked (not_matched)"
+
+    def test_reply_to_crm_email_is_tracked(self) -> None:
+        lookup = InMemoryTrackingLookup([StoredEmail("act-1", message_id="<orig@crm>")])
+        r = replace(rules(kind="email"), lookup=lookup)
+        p = plan(email("m1", messageid="<r@x>", inreplyto="<orig@crm>"), None, r, NOW)
+        (cmd,) = p.commands
+        assert cmd.target == "crm" and cmd.action == "create"
+
+    def test_already_tracked_message_links_to_existing_activity(self) -> None:
+        lookup = InMemoryTrackingLookup([StoredEmail("act-9", message_id="<m@x>")])
+        r = replace(rules(kind="email"), lookup=lookup)
+        p = plan(email("m1", messageid="<m@x>", subject="s"), None, r, NOW)
+        (cmd,) = p.commands
+        assert cmd.action == "update" and cmd.target_id == "act-9"
+        assert p.link is not None and p.link.crm_id == "act-9"
+
+    def test_tracked_folder_from_mailbox_config(self) -> None:
+        mbx = Mailbox(
+            mailbox_id="mbx",
+            upn="ann@example.com",
+            org_id="org",
+            systemuser_id=USER,
+            auto_track="none",
+            tracked_folders=[TrackedFolder("F1", "account", ACCOUNT)],
+        )
+        r = MailboxRules.from_mailbox(mbx)
+        tracked = change(
+            "outlook",
+            "m1",
+            "v1",
+            {"messageid": "<1@x>"},
+            kind="email",
+            attributes={"folder_id": "F1"},
+        )
+        assert len(plan(tracked, None, r, NOW).commands) == 1
+        elsewhere = replace(tracked, attributes={"folder_id": "F2"})
+        assert (
+            plan(elsewhere, None, r, NOW).dropped
+            == "outlook email is not tracked (auto_track_none)"
+        )
+
+    def test_email_without_message_id_is_dropped(self) -> None:
+        p = plan(email("m1", subject="s"), None, rules(kind="email"), NOW)
+        assert p.dropped == "outlook email has no internetMessageId"
+
+
+def test_appointment_organizer_recognised_by_upn() -> None:
+    r = replace(rules(kind="appointment"), upn="Ann@Example.com")
+    first = plan(
+        change(
+            "crm",
+            "a1",
+            "1",
+            {
+                "subject": "s",
+                "scheduledstart": "2031-01-01T10:00:00Z",
+                "scheduledend": "2031-01-01T11:00:00Z",
+                "organizer": {"email": "ann@example.com", "name": "Ann"},
+            },
+            kind="appointment",
+        ),
+        None,
+        r,
+        NOW,
+    )
+    done = applied(first, "ev1", "ck1", r)
+    assert done.link is not None
+    p = plan(change("crm", "a1", "", op="delete", kind="appointment"), done.link, r, NOW)
+    assert [c.action for c in p.commands] == ["delete"]
+
+
+def test_invalid_directions_are_refused() -> None:
+    bad = FieldDirections(org_id="org", kind="contact", directions={"nosuchfield": "both"})
+    with pytest.raises(DirectionsError, match="nosuchfield"):
+        MailboxRules("mbx", "org", USER, {"contact": bad})
+    other_org = FieldDirections(org_id="elsewhere", kind="contact")
+    with pytest.raises(ValueError, match="filed under"):
+        MailboxRules("mbx", "org", USER, {"contact": other_org})
+
+
+def test_link_codec_rejects_bad_conflict_map() -> None:
+    raw = orjson.loads(encode_link(linked()))
+    raw["conflicts"] = {"firstname": 3}
+    with pytest.raises(ValueError, match="not a link state"):
+        decode_link(orjson.dumps(raw))
