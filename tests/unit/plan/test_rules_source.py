@@ -1,0 +1,92 @@
+"""ConfigRules: mailbox rules from an in-memory config snapshot."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pipeline.config_store import ConfigSnapshot
+from pipeline.rules_source import ConfigRules
+from schemas.models import FieldDirections, Mailbox, MailboxStatus, Organisation
+
+USER = "11111111-2222-3333-4444-555555555555"
+OTHER = "99999999-2222-3333-4444-555555555555"
+
+
+def snapshot(status: MailboxStatus = "enabled") -> ConfigSnapshot:
+    snap = ConfigSnapshot()
+    snap.apply(Organisation(org_id="org", url="https://org.example"))
+    snap.apply(Organisation(org_id="org2", url="https://org2.example"))
+    mbx = Mailbox(mailbox_id="m1", upn="ann@x.com", org_id="org", systemuser_id=USER)
+    snap.apply(replace(mbx, status=status))
+    snap.apply(
+        FieldDirections(
+            org_id="org",
+            kind="contact",
+            directions={"jobtitle": "to_outlook"},
+            conflict_policy="outlook_wins",
+        )
+    )
+    snap.apply(FieldDirections(org_id="org2", kind="contact", directions={"jobtitle": "none"}))
+    return snap
+
+
+def test_enabled_mailbox_gets_its_org_directions_and_defaults() -> None:
+    source = ConfigRules.of(snapshot())
+    rules = source.rules_for("m1")
+    assert rules is not None and rules.systemuser_id == USER and rules.upn == "ann@x.com"
+    assert rules.direction("contact", "jobtitle") == "to_outlook"
+    assert rules.policy("contact").conflict_policy == "outlook_wins"
+    assert rules.policy("task").conflict_policy == "crm_wins"  # default record
+    assert rules.direction("task", "subject") == "both"
+    assert source.refusal("m1") == ""
+    assert source.rules_for("m1") is rules  # cached while the records are unchanged
+
+
+def test_not_enabled_unknown_and_orphaned_mailboxes_are_refused() -> None:
+    statuses: tuple[MailboxStatus, ...] = ("registered", "approved", "paused", "disabled")
+    for status in statuses:
+        source = ConfigRules.of(snapshot(status))
+        assert source.rules_for("m1") is None
+        assert f"is {status}, not enabled" in source.refusal("m1")
+    source = ConfigRules.of(snapshot())
+    assert source.rules_for("nope") is None and "not registered" in source.refusal("nope")
+    snap = snapshot()
+    source = ConfigRules.of(snap)
+    assert source.rules_for("m1") is not None
+    snap.remove("organisation:org")
+    assert source.rules_for("m1") is None and "does not exist" in source.refusal("m1")
+
+
+def test_clashing_mailbox_is_refused() -> None:
+    snap = snapshot()
+    source = ConfigRules.of(snap)
+    assert source.rules_for("m1") is not None
+    snap.apply(
+        Mailbox(
+            mailbox_id="m2", upn="ANN@x.com", org_id="org", systemuser_id=OTHER, status="enabled"
+        )
+    )
+    assert source.rules_for("m2") is None
+    assert source.refusal("m2").startswith("config clash: UPN")
+
+
+def test_updates_to_the_snapshot_take_effect() -> None:
+    snap = snapshot()
+    source = ConfigRules.of(snap)
+    assert source.rules_for("m1") is not None
+    snap.apply(FieldDirections(org_id="org", kind="contact", directions={"jobtitle": "none"}))
+    rules = source.rules_for("m1")
+    assert rules is not None and rules.direction("contact", "jobtitle") == "none"
+    paused = replace(snap.mailboxes["m1"], status="paused")
+    snap.apply(paused)
+    assert source.rules_for("m1") is None
+    snap.apply(replace(paused, status="enabled"))
+    assert source.rules_for("m1") is not None
+
+
+def test_invalid_directions_refuse_with_reason() -> None:
+    snap = snapshot()
+    snap.apply(FieldDirections(org_id="org", kind="contact", directions={"bogus": "both"}))
+    source = ConfigRules.of(snap)
+    assert source.rules_for("m1") is None
+    assert "invalid configuration" in source.refusal("m1") and "bogus" in source.refusal("m1")
