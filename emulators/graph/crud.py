@@ -7,6 +7,8 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from .errors import GraphError
+from .ext_body import KIND as EXTENSION_KIND
+from .ext_body import render_extension
 from .ids import etag_of
 from .odata import Query, parse_query, project
 from .render import SELECT_ONLY, extended, known_properties, render
@@ -24,7 +26,7 @@ def expandable(kind: str) -> frozenset[str]:
     if kind in ("message", "event", "contact"):
         return frozenset({"singleValueExtendedProperties"})
     if kind == "todoTask":
-        return frozenset({"linkedResources"})
+        return frozenset({"linkedResources", "extensions"})
     return frozenset()
 
 
@@ -86,6 +88,10 @@ def shape(
         item["linkedResources"] = [
             render(mailbox, c) for c in mailbox.children("linkedResource", entity.id)
         ]
+    if "extensions" in query.expand:
+        wanted = query.expand["extensions"]
+        exts = [render_extension(c) for c in mailbox.children(EXTENSION_KIND, entity.id)]
+        item["extensions"] = [e for e in exts if wanted is None or wanted(e, {})]
     return item
 
 

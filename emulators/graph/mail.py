@@ -132,9 +132,24 @@ async def update_message(ctx: Context, req: Request, p: dict[str, str]) -> Respo
 
 
 async def delete_message(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    """Like Graph: moves the message to Deleted Items; from Deleted Items it is gone."""
     mailbox = ctx.store.user(p["u"])
     message = _message(mailbox, p)
     crud.check_if_match(req, message)
+    deleted_items = mailbox.well_known["deleteditems"]
+    if message.parent == deleted_items:
+        ctx.store.delete(mailbox, message)
+    else:
+        ctx.store.move(mailbox, message, deleted_items)
+    return crud.no_content()
+
+
+async def permanent_delete(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    """``POST …/permanentDelete``: removed from every folder at once."""
+    mailbox = ctx.store.user(p["u"])
+    message = _message(mailbox, p)
+    if req.body.strip():
+        raise GraphError(400, "BadRequest", "permanentDelete takes no request body.")
     ctx.store.delete(mailbox, message)
     return crud.no_content()
 
@@ -282,4 +297,5 @@ def register(router: Router) -> None:
         router.add("DELETE", f"{prefix}/{{m}}", delete_message)
         router.add("POST", f"{prefix}/{{m}}/move", move_message)
         router.add("POST", f"{prefix}/{{m}}/send", send_draft)
+        router.add("POST", f"{prefix}/{{m}}/permanentDelete", permanent_delete)
     router.add("POST", f"{u}/sendMail", send_mail)

@@ -354,7 +354,7 @@ _EXPAND = re.compile(r"^\s*([A-Za-z]+)\s*(?:\((.*)\))?\s*$")
 
 
 def parse_expand(text: str, expandable: Collection[str]) -> dict[str, Expr | None]:
-    """``singleValueExtendedProperties($filter=id eq '…')`` and plain navigation names."""
+    """``singleValueExtendedProperties($filter=id eq '…')``, ``extensions(…)``, plain names."""
     result: dict[str, Expr | None] = {}
     for part in _split_top_level(text):
         match = _EXPAND.match(part)
@@ -369,7 +369,7 @@ def parse_expand(text: str, expandable: Collection[str]) -> dict[str, Expr | Non
         if inner is not None:
             if not inner.startswith("$filter="):
                 raise GraphError(400, "BadRequest", f"Unsupported nested option in '{part}'.")
-            expr = compile_filter(inner[len("$filter=") :], {"id", "value"})
+            expr = compile_filter(inner[len("$filter=") :], {"id", "value", "extensionName"})
         result[match.group(1)] = expr
     return result
 

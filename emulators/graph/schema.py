@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import GraphError
+from .ext_body import validate_list
 from .ids import parse_iso
 
 Check = Callable[[Any], str | None]
@@ -274,6 +275,7 @@ TASK: dict[str, Check] = {
     "categories": strings,
     "recurrence": RECURRENCE,
     "linkedResources": list_of(LINKED, "microsoft.graph.linkedResource"),
+    "extensions": validate_list,
 }
 MAIL_FOLDER: dict[str, Check] = {"displayName": string, "isHidden": boolean}
 CONTACT_FOLDER: dict[str, Check] = {"displayName": string}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from . import calendar, contacts, mail, subscription_routes, todo, users
+from . import calendar, contacts, extensions, mail, subscription_routes, todo, users
 from .batch import run_batch
 from .config import EmulatorConfig
 from .errors import GraphError, error_body
@@ -28,7 +28,7 @@ class Emulator:
         self.faults = Faults(config.fault_seed)
         self.stats = Stats()
         self.router = Router()
-        for module in (users, mail, contacts, calendar, todo, subscription_routes):
+        for module in (users, mail, contacts, calendar, todo, extensions, subscription_routes):
             module.register(self.router)
         self.context = Context(config, self.store, self.subscriptions)
 

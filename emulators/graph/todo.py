@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import crud
+from . import crud, ext_body
 from .delta import delta_response, entity_collector
 from .errors import GraphError
 from .ids import utc_now
@@ -96,12 +96,19 @@ async def create_task(ctx: Context, req: Request, p: dict[str, str]) -> Response
     if not isinstance(props.get("title"), str):
         raise GraphError(400, "invalidRequest", "title is required.")
     linked = props.pop("linkedResources", None) or []
+    extensions = props.pop("extensions", None) or []
     _completion(props, None)
     task = ctx.store.create(mailbox, "todoTask", task_list.id, props)
     for resource in linked:
         ctx.store.create(mailbox, "linkedResource", task.id, resource, notify=False)
+    for extension in extensions:
+        name, data = ext_body.parse(extension)
+        body = {"extensionName": name, **data}
+        ctx.store.create(mailbox, ext_body.KIND, task.id, body, notify=False)
     query = crud.query_for(ctx, req, "todoTask")
     query.expand.setdefault("linkedResources", None)
+    if extensions:
+        query.expand.setdefault("extensions", None)
     return crud.item_response(req, mailbox, task, _tasks_ctx(mailbox, task_list), query, 201)
 
 
@@ -117,10 +124,11 @@ async def update_task(ctx: Context, req: Request, p: dict[str, str]) -> Response
     task_list, task = _task(mailbox, p)
     crud.check_if_match(req, task)
     props = validate_body("todoTask", req.json())
-    if "linkedResources" in props:
-        raise GraphError(
-            400, "invalidRequest", "linkedResources are changed through their own endpoint."
-        )
+    for navigation in ("linkedResources", "extensions"):
+        if navigation in props:
+            raise GraphError(
+                400, "invalidRequest", f"{navigation} are changed through their own endpoint."
+            )
     _completion(props, task.props.get("status"))
     ctx.store.update(mailbox, task, props)
     query = crud.query_for(ctx, req, "todoTask")

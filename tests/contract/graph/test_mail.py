@@ -92,7 +92,8 @@ async def test_folders_messages_move_keep_id(graph: Graph) -> None:
     assert in_child is not None and [m.id for m in in_child.value or []] == [draft.id]
     updated = await me.messages.by_message_id(draft.id).patch(Message(is_read=True))
     assert updated is not None and updated.is_read and updated.change_key != draft.change_key
-    await me.messages.by_message_id(draft.id).delete()
+    await me.messages.by_message_id(draft.id).delete()  # to Deleted Items
+    await me.messages.by_message_id(draft.id).delete()  # and gone
     with pytest.raises(APIError) as err:
         await me.messages.by_message_id(draft.id).get()
     assert err.value.response_status_code == 404
