@@ -9,28 +9,44 @@ handling that mailbox's events, so their changelog partitions follow the mailbox
 - ``links``: ``<mailbox>|<correlation id>`` → :func:`pipeline.state.encode_link` bytes
 - ``link-index``: ``<mailbox>|<side>|<item id>`` → correlation id
 
+- ``guard``: ``<mailbox>`` → :class:`pipeline.stages.guard.GuardState` (live linked pairs
+  per side, deletes in the window, pause)
+
 A record that cannot be decoded, or whose planning raises, goes to ``dlq`` with the error and
-its origin (topic, partition, offset) and processing continues.
+its origin (topic, partition, offset) and processing continues. A change of a mailbox without
+rules is parked there with reason ``refused``; while a mailbox is paused by the mass-delete
+guard its changes are parked with reason ``paused`` (an alert goes out when the pause starts)
+until a ``resume`` control record (:func:`pipeline.stages.guard.resume_mailbox`) arrives.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Protocol, runtime_checkable
 
 import faust
 from faust.types import TableT
 
 from pipeline.app import Stage
-from pipeline.plan import MailboxRules, Plan, apply_outcome, plan
+from pipeline.plan import Alert, MailboxRules, Plan, apply_outcome, plan
 from pipeline.settings import Settings
+from pipeline.stages.guard import (
+    CONTROL_HEADER,
+    PAUSE_HEADER,
+    GuardPolicy,
+    GuardState,
+    check,
+    resume,
+)
 from pipeline.stages.publish import Publisher, utc_now
 from pipeline.state import LinkState, decode_link, encode_link, index_key, link_key
 from pipeline.topics import CHANGES_CRM, CHANGES_OUTLOOK, OUTCOMES, topic_name
 from schemas.codec import loads
 from schemas.models import ItemChange, WriteOutcome
+from schemas.types import Side
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +101,37 @@ class LinkStore:
                     self.index[key] = link.correlation_id.encode()
 
 
-def engine_stage(rules: RulesSource, *, clock: Callable[[], str] = utc_now) -> Stage:
-    """The engine stage, planning with the mailbox rules from ``rules``."""
+def _live(link: LinkState | None, side: Side) -> int:
+    if link is None or link.unlinked or link.tombstone:
+        return 0
+    state = link.side(side)
+    return int(state.item_id is not None and not state.deleted)
+
+
+def _header(event: faust.EventT[bytes], name: str) -> bytes | None:
+    headers = event.message.headers or ()
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return next((bytes(v) for k, v in items if k == name and v is not None), None)
+
+
+def engine_stage(
+    rules: RulesSource,
+    *,
+    clock: Callable[[], str] = utc_now,
+    guard: GuardPolicy | None = None,
+    wall: Callable[[], float] = time.time,
+) -> Stage:
+    """The engine stage, planning with the mailbox rules from ``rules`` and pausing a mailbox
+    whose side reports a mass delete (``guard``; default :class:`GuardPolicy`)."""
+    policy = guard or GuardPolicy()
 
     def register(app: faust.App, settings: Settings) -> None:
         store = LinkStore(
             app.Table("links", default=None, key_type=bytes, value_type=bytes),
             app.Table("link-index", default=None, key_type=bytes, value_type=bytes),
+        )
+        guards: TableT[bytes, bytes] = app.Table(
+            "guard", default=None, key_type=bytes, value_type=bytes
         )
         publisher = Publisher.on(app, settings)
         outcomes_name = topic_name(OUTCOMES, settings.kafka)
@@ -103,37 +143,101 @@ def engine_stage(rules: RulesSource, *, clock: Callable[[], str] = utc_now) -> S
             value_type=bytes,
         )
 
-        def handle(event: faust.EventT[bytes]) -> Plan:
+        def guard_state(mailbox_id: str) -> GuardState:
+            return GuardState.decode(guards.get(mailbox_id.encode()))
+
+        def save_guard(mailbox_id: str, old: GuardState, new: GuardState) -> None:
+            if new != old:
+                guards[mailbox_id.encode()] = new.encode()
+
+        def store_plan(mailbox_id: str, old: LinkState | None, result: Plan) -> None:
+            if result.link is None:
+                return
+            store.put(result.link)
+            delta = {s: _live(result.link, s) - _live(old, s) for s in ("outlook", "crm")}
+            if any(delta.values()):
+                state = guard_state(mailbox_id)
+                save_guard(mailbox_id, state, state.count_links(delta["outlook"], delta["crm"]))
+
+        async def handle(event: faust.EventT[bytes]) -> None:
             raw = event.value
             if event.message.topic == outcomes_name:
                 outcome = loads(WriteOutcome, raw, check=False)
                 mbx = _rules(rules, outcome.mailbox_id)
                 link = store.get(outcome.mailbox_id, outcome.correlation_id)
                 if link is None:
-                    return Plan(None)
-                return apply_outcome(link, outcome, mbx, clock())
+                    return
+                result = apply_outcome(link, outcome, mbx, clock())
+                await publisher.emit(result.actions)
+                store_plan(outcome.mailbox_id, link, result)
+                return
+            control = _header(event, CONTROL_HEADER)
+            if control is not None:
+                await _control(event, control)
+                return
             change = loads(ItemChange, raw, check=False)
             mailbox_id = change.mailbox_id or (event.key or b"").decode()
-            mbx = _rules(rules, mailbox_id)
-            return plan(change, store.find(change, mailbox_id), mbx, clock())
+            found = rules.rules_for(mailbox_id)
+            if found is None:
+                await publisher.poison(event, _refusal(rules, mailbox_id), reason="refused")
+                return
+            link = store.find(change, mailbox_id)
+            state = guard_state(mailbox_id)
+            is_delete = change.op == "delete" and _live(link, change.side) == 1
+            linked = state.linked(change.side) + state.deletes(change.side)
+            new, verdict = check(policy, state, change.side, is_delete, linked, wall())
+            if verdict == "pause":
+                new = replace(new, pause_id=change.change_id)
+                reason = (
+                    f"mass delete on {change.side}: {new.deletes(change.side)} of {linked} "
+                    f"linked items deleted within {policy.window_s:g}s; mailbox paused, "
+                    "changes parked on dlq until resumed"
+                )
+                await publisher.emit([Alert(mailbox_id, reason, change.change_id)])
+            if verdict != "apply":
+                pause = [(PAUSE_HEADER, new.pause_id.encode())]
+                await publisher.poison(event, "mailbox paused", reason="paused", extra=pause)
+                save_guard(mailbox_id, state, new)
+                return
+            save_guard(mailbox_id, state, new)
+            result = plan(change, link, found, clock())
+            await publisher.emit(result.actions)
+            store_plan(mailbox_id, link, result)
+
+        async def _control(event: faust.EventT[bytes], command: bytes) -> None:
+            mailbox_id = (event.key or b"").decode()
+            if command != b"resume" or not mailbox_id:
+                raise ValueError(f"unknown control record {command!r} for {mailbox_id!r}")
+            state = guard_state(mailbox_id)
+            if state.paused:
+                log.warning("mailbox %s resumed by an operator", mailbox_id)
+            save_guard(mailbox_id, state, resume(state))
 
         async def run(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
             async for event in stream.events():
                 try:
-                    result = handle(event)
+                    await handle(event)
                 except Exception as exc:  # poison: park it, keep going
                     log.warning("poison record on %s: %s", event.message.topic, exc)
                     await publisher.poison(event, f"{type(exc).__name__}: {exc}")
-                    yield None
-                    continue
-                await publisher.emit(result.actions)
-                if result.link is not None:
-                    store.put(result.link)
                 yield None
 
         app.agent(source, name="engine", concurrency=1)(run)
 
     return register
+
+
+@runtime_checkable
+class Explains(Protocol):
+    """A rules source that can say why a mailbox has no rules."""
+
+    def refusal(self, mailbox_id: str) -> str: ...
+
+
+def _refusal(rules: RulesSource, mailbox_id: str) -> str:
+    if isinstance(rules, Explains):
+        return rules.refusal(mailbox_id) or f"no rules for mailbox {mailbox_id!r}"
+    return f"no rules for mailbox {mailbox_id!r}"
 
 
 def _rules(rules: RulesSource, mailbox_id: str) -> MailboxRules:

@@ -92,10 +92,17 @@ class Publisher:
             elif isinstance(action, Drop):
                 log.debug("dropped: %s", action.reason)
 
-    async def poison(self, event: faust.EventT[bytes], error: str, reason: str = "poison") -> None:
+    async def poison(
+        self,
+        event: faust.EventT[bytes],
+        error: str,
+        reason: str = "poison",
+        extra: Iterable[tuple[str, bytes]] = (),
+    ) -> None:
         """Park the original record in ``dlq`` with the error and where it came from."""
         msg = event.message
         headers = [
+            *extra,
             (DLQ_REASON, reason.encode()),
             (DLQ_ERROR, error.encode("utf-8", errors="replace")[:4096]),
             (DLQ_TOPIC, str(msg.topic).encode()),

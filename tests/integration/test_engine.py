@@ -22,7 +22,8 @@ from pipeline.cli.topics import TopicMismatchError, ensure_topics
 from pipeline.plan import MailboxRules
 from pipeline.settings import KafkaSettings, Settings
 from pipeline.stages.engine import StaticRules, engine_stage
-from pipeline.stages.publish import DLQ_ERROR, DLQ_OFFSET, DLQ_TOPIC
+from pipeline.stages.guard import PAUSE_HEADER, GuardPolicy, resume_mailbox
+from pipeline.stages.publish import DLQ_ERROR, DLQ_OFFSET, DLQ_REASON, DLQ_TOPIC
 from pipeline.stages.writers import writers_stage
 from schemas.codec import dumps
 from schemas.models import ItemChange
@@ -49,9 +50,10 @@ class Rig:
     def sink(self, target: Side, org_id: str, mailbox_id: str) -> CommandSink:
         return MemorySink(self.crm if target == "crm" else self.outlook)
 
-    def app(self) -> faust.App:
+    def app(self, guard: GuardPolicy | None = None) -> faust.App:
         rules = StaticRules({MBX: MailboxRules(MBX, "org", USER)})
-        return build_app(self.settings, [engine_stage(rules), writers_stage(self.sink)])
+        stages = [engine_stage(rules, guard=guard), writers_stage(self.sink)]
+        return build_app(self.settings, stages)
 
     async def send(self, topic: str, value: bytes, key: bytes = MBX.encode()) -> None:
         assert self.producer is not None
@@ -227,3 +229,80 @@ async def test_restart_loses_nothing(rig: Rig) -> None:
         finally:
             await app2.stop()
     await asyncio.sleep(0)
+
+
+async def test_mass_delete_pauses_parks_alerts_and_resume_replays(rig: Rig) -> None:
+    app = rig.app(GuardPolicy(ratio=0.5, min_count=3, window_s=600))
+    await app.start()
+    try:
+        async with (
+            Tail(rig.bootstrap, rig.name("dlq")) as dlq,
+            Tail(rig.bootstrap, rig.name("commands.outlook")) as to_outlook,
+            Tail(rig.bootstrap, rig.name("events.v1")) as events,
+        ):
+            for i in range(4):
+                await rig.change("outlook", rig.outlook.put("contact", {"firstname": f"P{i}"}))
+            await events.until(lambda rs: len(rs) >= 4)
+            crm_ids = sorted(rig.crm.items, key=lambda i: rig.crm.items[i].projection["firstname"])
+            # a change of a mailbox without rules is refused onto dlq with the reason
+            stray = rig.outlook.put("contact", {"firstname": "Stray"})
+            stray_change = ItemChange(
+                change_id="stray",
+                side="outlook",
+                org_id="org",
+                kind="contact",
+                op="upsert",
+                item_id=stray.item_id,
+                version="1",
+                observed_at="2030-01-01T00:00:00Z",
+                mailbox_id="mbx-unknown",
+            )
+            await rig.send("changes.outlook", dumps(stray_change), key=b"mbx-unknown")
+            # three of four CRM contacts deleted: the third delete pauses the mailbox
+            for crm_id in crm_ids[:3]:
+                rig.crm.remove(crm_id)
+                await rig.send("changes.crm", dumps(_delete(crm_id)))
+            edited = rig.crm.put("contact", {"firstname": "P3x"}, item_id=crm_ids[3])
+            await rig.change("crm", edited)
+
+            def reasons(rs: list[Any]) -> list[bytes]:
+                return [dict(r.headers).get(DLQ_REASON, b"") for r in rs]
+
+            await dlq.until(lambda rs: reasons(rs).count(b"paused") >= 2)
+            refused = next(r for r in dlq.records if dict(r.headers)[DLQ_REASON] == b"refused")
+            assert b"mbx-unknown" in dict(refused.headers)[DLQ_ERROR]
+            (alert,) = [r for r in dlq.records if dict(r.headers)[DLQ_REASON] == b"alert"]
+            assert b"mass delete on crm" in dict(alert.headers)[DLQ_ERROR]
+            parked = [r for r in dlq.records if dict(r.headers)[DLQ_REASON] == b"paused"]
+            assert {dict(r.headers)[PAUSE_HEADER] for r in parked} == {
+                f"crm:{crm_ids[2]}:deleted".encode()
+            }
+            assert dict(parked[0].headers)[DLQ_TOPIC] == rig.name("changes.crm").encode()
+            # two deletes went through (CRM contact delete deletes the Outlook copy), then pause
+            await to_outlook.until(lambda rs: len(rs) >= 2)
+            await to_outlook.quiet(2)
+            assert [v["action"] for v in values(to_outlook.records)] == ["delete", "delete"]
+            assert len(rig.outlook.items) == 3  # two deleted, the stray and two survivors
+
+            replayed = await resume_mailbox(rig.kafka, MBX)
+            assert replayed == 2
+            await to_outlook.until(lambda rs: len(rs) >= 4)
+            tail = values(to_outlook.records)[2:]
+            assert [v["action"] for v in tail] == ["delete", "update"]
+            assert tail[1]["fields"] == {"firstname": "P3x"}
+    finally:
+        await app.stop()
+
+
+def _delete(crm_id: str) -> ItemChange:
+    return ItemChange(
+        change_id=f"crm:{crm_id}:deleted",
+        side="crm",
+        org_id="org",
+        kind="contact",
+        op="delete",
+        item_id=crm_id,
+        version="",
+        observed_at="2030-01-01T00:00:00Z",
+        mailbox_id=MBX,
+    )
