@@ -45,3 +45,18 @@ def test_sides_counted_separately() -> None:
 def test_policy_rejects_garbage(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         GuardPolicy(**kwargs)
+
+
+def test_state_codec_round_trip_and_resume_keeps_link_counts() -> None:
+    state = GuardState(paused=True, crm_deletes=4, pause_id="p").count_links(3, -1)
+    assert state.linked("outlook") == 3 and state.linked("crm") == 0
+    assert GuardState.decode(state.encode()) == state
+    lifted = resume(state)
+    assert not lifted.paused and lifted.deletes("crm") == 0 and lifted.linked_outlook == 3
+    assert GuardState.decode(None) == GuardState()
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b'{"bogus": 1}', b"[1, 2]"])
+def test_state_codec_rejects_garbage(raw: bytes) -> None:
+    with pytest.raises(ValueError, match="not a guard state"):
+        GuardState.decode(raw)
