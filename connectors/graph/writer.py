@@ -4,7 +4,10 @@ mail through Graph ``$batch`` (≤ 20 requests per call, per mailbox).
 Creates are idempotent: every created item carries the command's correlation id (a named
 extended property; ``linkedResources`` on tasks) and is looked up before any create. Updates and
 deletes send ``If-Match``; a 412 becomes a ``conflict`` outcome. Requests the service refused
-for load (429/503/504) go round again, lookup first, so a retry never duplicates.
+for load (429/503/504) go round again, lookup first, so a retry never duplicates. ``send`` is
+looked up in Sent Items by its stamp, so a retried sendMail never sends twice. A task's open
+extension (percentcomplete, regarding) goes inline on create and, on update, through
+``…/extensions`` after the If-Match-checked PATCH (the outcome's version is read afterwards).
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class _Sub:
     status: int = 0
     response: dict[str, Any] | None = None
     retry_after: float | None = None
+    extension: dict[str, Any] | None = None
 
 
 class GraphWriter:
@@ -298,6 +302,7 @@ class GraphWriter:
                 leaders[key] = i
         # keep per-item order: a request touching an item already in the round waits for it
         await self._batch_ordered(mailbox, writes)
+        await self._write_extensions(mailbox, list(writes.values()))
         # 3. read the results
         for i, cmd in todo:
             sub = writes.get(i)
@@ -340,6 +345,49 @@ class GraphWriter:
                 wave.append(sub)
             await self._batch(mailbox, wave)
             pending = later
+
+    async def _write_extensions(self, mailbox: str, subs: Sequence[_Sub]) -> None:
+        """After a task PATCH went through, upsert its open extension and re-read the task.
+
+        Graph takes a task's open extension only through ``…/extensions``; the extension is
+        written after the If-Match-checked PATCH, retried here on 429/503/504 (never by
+        re-sending the PATCH, whose If-Match would now be stale).
+        """
+        pending = [s for s in subs if s.extension is not None and 200 <= s.status < 300]
+        for round_no in range(1, self._max_rounds + 1):
+            if not pending:
+                return
+            item_urls = [s.url.split("?")[0] for s in pending]
+            patches = [
+                _Sub("PATCH", f"{u}/extensions/{quote(_extension_name(s))}", s.extension)
+                for u, s in zip(item_urls, pending, strict=True)
+            ]
+            await self._batch(mailbox, patches)
+            posts = {
+                i: _Sub("POST", f"{item_urls[i]}/extensions", pending[i].extension)
+                for i, p in enumerate(patches)
+                if p.status == 404
+            }
+            await self._batch(mailbox, list(posts.values()))
+            reads = [_Sub("GET", u) for u in item_urls]
+            await self._batch(mailbox, reads)
+            retry: list[_Sub] = []
+            wait = 0.5
+            for i, sub in enumerate(pending):
+                step = posts.get(i, patches[i])
+                if step.status in _RETRY_STATUS or reads[i].status in _RETRY_STATUS:
+                    retry.append(sub)
+                    wait = max(wait, step.retry_after or reads[i].retry_after or 0.5)
+                elif not 200 <= step.status < 300:
+                    sub.status, sub.response = step.status, step.response
+                elif 200 <= reads[i].status < 300 and reads[i].response:
+                    sub.response = reads[i].response
+            pending = retry
+            if pending and round_no < self._max_rounds:
+                await asyncio.sleep(min(wait, self._sleep_cap))
+        for sub in pending:
+            sub.status = 500  # a failed, retriable outcome; not re-sent with a stale If-Match
+            sub.response = {"error": {"code": "throttled", "message": "extension not written"}}
 
     def _found(self, cmd: WriteCommand, sub: _Sub) -> WriteOutcome | None:
         if sub.status == 404:
@@ -391,7 +439,12 @@ class GraphWriter:
             if not isinstance(cats, list) or not all(isinstance(c, str) for c in cats):
                 raise ValueError("set_categories needs fields.categories, a list of strings")
             return _Sub("PATCH", url, {"categories": cats}, headers)
-        return _Sub("PATCH", url, projection_to_graph(cmd.kind, cmd.fields), headers)
+        body = projection_to_graph(cmd.kind, cmd.fields)
+        extensions = body.pop("extensions", None) if cmd.kind == "task" else None
+        sub = _Sub("PATCH", url, body, headers)
+        if extensions:
+            sub.extension = extensions[0]
+        return sub
 
     def _result(self, cmd: WriteCommand, sub: _Sub) -> WriteOutcome:
         status = sub.status
@@ -452,6 +505,13 @@ class GraphWriter:
             error_message=message[:4096] if message else None,
             retriable=retriable,
         )
+
+
+def _extension_name(sub: _Sub) -> str:
+    name = (sub.extension or {}).get("extensionName")
+    if not isinstance(name, str) or not name:
+        raise ValueError("an open extension needs an extensionName")
+    return name
 
 
 def _error(body: dict[str, Any] | None) -> tuple[str | None, str | None]:

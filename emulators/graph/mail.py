@@ -195,8 +195,15 @@ def _check_headers(props: dict[str, Any]) -> None:
             )
 
 
-def deliver(ctx: Context, sender: Mailbox, props: dict[str, Any], save: bool) -> None:
-    """Put a sent message into Sent Items and into every emulated recipient's Inbox."""
+def deliver(
+    ctx: Context,
+    sender: Mailbox,
+    props: dict[str, Any],
+    save: bool,
+    ext: dict[str, str] | None = None,
+) -> None:
+    """Put a sent message into Sent Items (with its extended properties ``ext``) and into
+    every emulated recipient's Inbox (without them: they do not travel with the mail)."""
     if not _addresses(props, "toRecipients", "ccRecipients", "bccRecipients"):
         raise GraphError(
             400,
@@ -223,7 +230,7 @@ def deliver(ctx: Context, sender: Mailbox, props: dict[str, Any], save: bool) ->
             if entity.props.get("internetMessageId") == in_reply_to:
                 sent["conversationId"] = entity.props.get("conversationId")
     if save:
-        ctx.store.create(sender, "message", sender.well_known["sentitems"], sent)
+        ctx.store.create(sender, "message", sender.well_known["sentitems"], sent, ext=ext)
     seen: set[str] = set()
     for address in _addresses(props, "toRecipients", "ccRecipients", "bccRecipients"):
         target = ctx.store.user_by_address(address)
@@ -251,8 +258,14 @@ async def send_mail(ctx: Context, req: Request, p: dict[str, str]) -> Response:
             400, "RequestBodyRead", f"The property '{sorted(extra)[0]}' does not exist on sendMail."
         )
     props = validate_body("message", body["message"])
-    props.pop("singleValueExtendedProperties", None)
-    deliver(ctx, mailbox, props, save)
+    ext = {}
+    for entry in props.pop("singleValueExtendedProperties", None) or []:
+        if not entry.get("id") or entry.get("value") is None:
+            raise GraphError(
+                400, "ErrorInvalidProperty", "A singleValueExtendedProperty needs 'id' and 'value'."
+            )
+        ext[entry["id"]] = entry["value"]
+    deliver(ctx, mailbox, props, save, ext)
     return Response(202)
 
 
@@ -261,9 +274,9 @@ async def send_draft(ctx: Context, req: Request, p: dict[str, str]) -> Response:
     draft = _message(mailbox, p)
     if not draft.props.get("isDraft", True):
         raise GraphError(400, "ErrorInvalidOperation", "Only drafts can be sent.")
-    props = dict(draft.props)
+    props, ext = dict(draft.props), dict(draft.ext)
     ctx.store.delete(mailbox, draft)
-    deliver(ctx, mailbox, props, True)
+    deliver(ctx, mailbox, props, True, ext)
     return Response(202)
 
 

@@ -4,7 +4,7 @@ the Graph emulator running as its own process."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -57,13 +57,16 @@ class GraphBackend:
             return calendar_stream(
                 self.mailbox_id, WINDOW_START.strftime(fmt), WINDOW_END.strftime(fmt)
             )
-        # the emulator has no open extensions on todoTask yet: read linkedResources only
-        return replace(
-            tasks_stream(self.mailbox_id, self.task_list), expand_value="linkedResources"
-        )
+        return tasks_stream(self.mailbox_id, self.task_list)
 
     def source(self, kind: Kind) -> ChangeSource:
-        return GraphDeltaSource(self.transport, self.stream(kind), org_id=self.org_id, page_size=2)
+        return GraphDeltaSource(
+            self.transport,
+            self.stream(kind),
+            org_id=self.org_id,
+            page_size=2,
+            groups=frozenset({"percentcomplete"}),
+        )
 
     def sink(self) -> CommandSink:
         return self.writer
@@ -82,7 +85,13 @@ class GraphBackend:
                 "scheduledstart": start.strftime(fmt),
                 "scheduledend": (start + timedelta(minutes=30)).strftime(fmt),
             }
-        return {"subject": f"Task {n}"}
+        return {
+            "subject": f"Task {n}",
+            "statecode": 0,
+            "statuscode": 3,
+            "percentcomplete": (n * 10) % 100,
+            "regardingobjectid": {"table": "account", "id": f"00000000-0000-4000-8000-{n:012d}"},
+        }
 
     def _item_path(self, kind: Kind, item_id: str) -> str:
         if kind == "contact":
@@ -93,6 +102,7 @@ class GraphBackend:
 
     async def user_edit(self, kind: Kind, item_id: str, n: int) -> None:
         body = projection_to_graph(kind, self.sample(kind, n))
+        body.pop("extensions", None)  # a user in To Do never touches our open extension
         resp = await self.emulator.call("PATCH", self._item_path(kind, item_id), body)
         assert resp.status_code == 200, resp.text
 
