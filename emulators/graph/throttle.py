@@ -82,7 +82,8 @@ class Fault:
 
     @staticmethod
     def parse(body: Any) -> Fault | None:
-        """Validate a control-API body; ``None`` means clear (rate 0). Raises ``ValueError``."""
+        """Validate a control-API body; ``None`` means clear (rate 0 and no latency; rate 0 with
+        ``latency_ms`` slows requests without failing them). Raises ``ValueError``."""
         if not isinstance(body, dict):
             raise ValueError("body must be a JSON object")
         unknown = set(body) - {"status", "rate", "retry_after", "latency_ms", "mailbox"}
@@ -91,7 +92,7 @@ class Fault:
         rate = body.get("rate", 1.0)
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
             raise ValueError("rate must be a number between 0 and 1")
-        if rate == 0:
+        if rate == 0 and not body.get("latency_ms"):
             return None
         status = body.get("status", 503)
         if status not in _FAULT_CODES or isinstance(status, bool):
