@@ -213,6 +213,23 @@ def _status_command(status: MailboxStatus) -> Callable[[argparse.Namespace], int
     return command
 
 
+def _cmd_mailbox_resume(args: argparse.Namespace) -> int:
+    """Lift a mass-delete pause: replay what the mailbox parked, in the order it was parked."""
+    from pipeline.stages.guard import resume_mailbox
+
+    async def act(store: ConfigStore) -> None:
+        mailbox = _find_mailbox(store.snapshot, args.mailbox)
+        replayed = await resume_mailbox(store_kafka, mailbox.mailbox_id, timeout_s=args.timeout)
+        _emit(
+            args,
+            {"mailbox_id": mailbox.mailbox_id, "replayed": replayed},
+            [f"resumed mailbox {mailbox.mailbox_id}: {replayed} parked change(s) replayed"],
+        )
+
+    store_kafka = _kafka(args)
+    return _with_store(args, act)
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers host:port[,host:port]")
     parser.add_argument(
@@ -273,6 +290,7 @@ def add_config_commands(sub: Any) -> None:
         ("show", _cmd_mailbox_show, "show one mailbox"),
         ("enable", _status_command("enabled"), "enable synchronization of a mailbox"),
         ("disable", _status_command("disabled"), "disable synchronization of a mailbox"),
+        ("resume", _cmd_mailbox_resume, "lift a mass-delete pause and replay what it parked"),
     ):
         p = mailbox.add_parser(name, help=doc)
         p.add_argument("mailbox", type=_ident, help="mailbox id or UPN")

@@ -179,3 +179,53 @@ async def test_cli_round_trip(kafka: KafkaSettings, capsys: pytest.CaptureFixtur
     assert "ann@contoso.com" in out and "enabled" in out
     assert await call("mailbox", "show", "nobody") == 1
     assert "mailbox 'nobody' does not exist" in capsys.readouterr().err
+
+
+async def test_cli_mailbox_resume_replays_what_was_parked(
+    kafka: KafkaSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from pipeline.stages.guard import PAUSE_HEADER
+    from pipeline.stages.publish import DLQ_REASON, DLQ_TOPIC
+    from pipeline.topics import CHANGES_CRM, DLQ, topic_name
+
+    async with ConfigStore(kafka) as store:
+        await store.put(_org())
+        await store.put(_mailbox("mb1", "ann@contoso.com", SU1), create=True)
+    changes_crm = topic_name(CHANGES_CRM, kafka)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for n, pause in ((1, b"p-old"), (2, b"p-new"), (3, b"p-new")):
+            headers = [
+                (DLQ_REASON, b"paused"),
+                (DLQ_TOPIC, changes_crm.encode()),
+                (PAUSE_HEADER, pause),
+            ]
+            await producer.send_and_wait(
+                topic_name(DLQ, kafka), f"change-{n}".encode(), key=b"mb1", headers=headers
+            )
+    finally:
+        await producer.stop()
+    common = ["--bootstrap", kafka.bootstrap, "--topic-prefix", kafka.topic_prefix]
+    code = await asyncio.to_thread(main, ["mailbox", "resume", "ann@contoso.com", *common])
+    assert code == 0
+    assert "2 parked change(s) replayed" in capsys.readouterr().out
+    consumer = AIOKafkaConsumer(
+        changes_crm, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        values: list[bytes] = []
+        deadline = asyncio.get_running_loop().time() + 20
+        while len(values) < 3 and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            values += [r.value or b"" for rs in batch.values() for r in rs]
+    finally:
+        await consumer.stop()
+    # the resume control record (empty value), then the latest pause's records in order
+    assert values[0] == b""
+    assert [v for v in values if v] == [b"change-2", b"change-3"]
+    code = await asyncio.to_thread(main, ["mailbox", "resume", "nobody@contoso.com", *common])
+    assert code == 1
