@@ -1,0 +1,176 @@
+"""The fan-out stage: ``crm.raw`` (keyed by record id) → ``changes.crm`` (keyed by mailbox id).
+
+One agent (concurrency 1) routes each record with :func:`pipeline.fanout_rules.fan_out` to the
+mailboxes of its organisation whose filters hold it, or held it (a ``left_filter`` copy). Who
+holds a record lives in the ``fanout-members`` table, keyed like ``crm.raw`` (the record id),
+so its changelog is co-partitioned with the source. Every copy is acknowledged by the broker
+before the membership is written and the event is done; a record that cannot be decoded or
+routed goes to ``dlq`` with the error and its origin, and processing continues.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Protocol
+
+import faust
+import orjson
+from faust.types import TableT
+
+from pipeline.app import Stage
+from pipeline.fanout_rules import FanOut, MailboxFilters, fan_out, parse_for_table
+from pipeline.rules.fetchxml import FetchQuery
+from pipeline.settings import Settings
+from pipeline.stages.publish import (
+    DLQ_ERROR,
+    DLQ_OFFSET,
+    DLQ_PARTITION,
+    DLQ_REASON,
+    DLQ_TOPIC,
+)
+from pipeline.topics import CHANGES_CRM, CRM_RAW, DLQ, topic_name
+from schemas.codec import dumps, loads
+from schemas.models import FilterRecord, ItemChange, Mailbox
+
+log = logging.getLogger(__name__)
+
+#: Most distinct FetchXML texts kept parsed per stage.
+PARSE_CACHE_SIZE = 4096
+
+
+class MailboxDirectory(Protocol):
+    """The mailboxes of an organisation and their filters (production: the config store)."""
+
+    def mailboxes_for(self, org_id: str) -> Sequence[Mailbox]: ...
+
+    def filters_for(self, mailbox_id: str, table: str) -> Sequence[FilterRecord]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StaticDirectory:
+    """A fixed directory. A mailbox's filters are its own plus its organisation's templates
+    (``mailbox_id`` None)."""
+
+    mailboxes: Sequence[Mailbox]
+    filters: Sequence[FilterRecord] = field(default_factory=tuple)
+
+    def mailboxes_for(self, org_id: str) -> Sequence[Mailbox]:
+        return [m for m in self.mailboxes if m.org_id == org_id]
+
+    def filters_for(self, mailbox_id: str, table: str) -> Sequence[FilterRecord]:
+        org = next((m.org_id for m in self.mailboxes if m.mailbox_id == mailbox_id), None)
+        return [
+            f
+            for f in self.filters
+            if f.table == table
+            and (f.mailbox_id == mailbox_id or (f.mailbox_id is None and f.org_id == org))
+        ]
+
+
+def encode_members(members: Iterable[str]) -> bytes:
+    """The table value of a membership set."""
+    return orjson.dumps(sorted(members))
+
+
+def decode_members(raw: bytes | None) -> frozenset[str]:
+    """A membership set from its table value; garbage raises ``ValueError``."""
+    if raw is None:
+        return frozenset()
+    value = orjson.loads(raw)
+    if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
+        raise ValueError("membership is not a list of mailbox ids")
+    return frozenset(value)
+
+
+def route(
+    change: ItemChange,
+    directory: MailboxDirectory,
+    previous: frozenset[str],
+    now: datetime,
+    parse: Callable[[str, str], FetchQuery] = parse_for_table,
+) -> FanOut:
+    """Route ``change`` with the mailboxes and filters ``directory`` holds for it."""
+    table = change.table or ""
+    targets = [
+        MailboxFilters(m, tuple(directory.filters_for(m.mailbox_id, table)))
+        for m in directory.mailboxes_for(change.org_id)
+    ]
+    return fan_out(change, targets, previous, now, parse)
+
+
+def _headers(event: faust.EventT[bytes], error: str) -> list[tuple[str, bytes]]:
+    msg = event.message
+    return [
+        (DLQ_REASON, b"poison"),
+        (DLQ_ERROR, error.encode("utf-8", errors="replace")[:4096]),
+        (DLQ_TOPIC, str(msg.topic).encode()),
+        (DLQ_PARTITION, str(msg.partition).encode()),
+        (DLQ_OFFSET, str(msg.offset).encode()),
+    ]
+
+
+def fanout_stage(
+    mailboxes: MailboxDirectory,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Stage:
+    """The fan-out stage over ``mailboxes``; ``clock`` (aware) feeds the date operators."""
+
+    def register(app: faust.App, settings: Settings) -> None:
+        members: TableT[bytes, bytes] = app.Table(
+            "fanout-members", default=None, key_type=bytes, value_type=bytes
+        )
+        source = app.topic(topic_name(CRM_RAW, settings.kafka), key_type=bytes, value_type=bytes)
+        sink = app.topic(topic_name(CHANGES_CRM, settings.kafka), key_type=bytes, value_type=bytes)
+        dlq = app.topic(topic_name(DLQ, settings.kafka), key_type=bytes, value_type=bytes)
+        parse = lru_cache(maxsize=PARSE_CACHE_SIZE)(parse_for_table)
+
+        async def handle(event: faust.EventT[bytes]) -> None:
+            change = loads(ItemChange, event.value, check=False)
+            key = event.key if isinstance(event.key, bytes) else change.item_id.encode()
+            previous = decode_members(members.get(key))
+            result = route(change, mailboxes, previous, clock(), parse)
+            for problem in result.problems:
+                log.warning("fan-out of %s: %s", change.item_id, problem)
+            for delivery in result.deliveries:
+                sent = await sink.send(
+                    key=delivery.mailbox_id.encode(), value=dumps(delivery.change)
+                )
+                await sent
+            if result.members != previous:
+                if result.members:
+                    members[key] = encode_members(result.members)
+                else:
+                    del members[key]
+
+        async def run(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+            async for event in stream.events():
+                try:
+                    await handle(event)
+                except Exception as exc:  # poison: park it, keep going
+                    log.warning("poison record on %s: %s", event.message.topic, exc)
+                    msg = event.message
+                    key = msg.key if isinstance(msg.key, bytes) else None
+                    value = msg.value if isinstance(msg.value, bytes) else b""
+                    headers = _headers(event, f"{type(exc).__name__}: {exc}")
+                    sent = await dlq.send(key=key, value=value, headers=headers)
+                    await sent
+                yield None
+
+        app.agent(source, name="fanout", concurrency=1)(run)
+
+    return register
+
+
+__all__ = [
+    "MailboxDirectory",
+    "StaticDirectory",
+    "decode_members",
+    "encode_members",
+    "fanout_stage",
+    "route",
+]
