@@ -8,13 +8,14 @@ parks such a mailbox's changes on ``dlq`` with that reason).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.config_store import ConfigSnapshot
 from pipeline.plan import MailboxRules
 from pipeline.rules import DirectionsError, TrackingConfigError, TrackingLookup
-from schemas.models import FieldDirections, Mailbox
+from pipeline.stages.fanout import StaticDirectory
+from schemas.models import FieldDirections, FilterRecord, Mailbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +111,21 @@ class ConfigRules:
         except (DirectionsError, TrackingConfigError, ValueError) as exc:
             return refuse(f"invalid configuration: {exc}")
         return _Entry(mailbox, directions, rules, "", clashing, org_present)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigDirectory:
+    """The fan-out's ``MailboxDirectory`` over the current :class:`ConfigSnapshot`: mailboxes
+    of an organisation, and a mailbox's filters plus its organisation's templates."""
+
+    snapshot: Callable[[], ConfigSnapshot]
+
+    def _current(self) -> StaticDirectory:
+        snap = self.snapshot()
+        return StaticDirectory(tuple(snap.mailboxes.values()), tuple(snap.filters.values()))
+
+    def mailboxes_for(self, org_id: str) -> Sequence[Mailbox]:
+        return self._current().mailboxes_for(org_id)
+
+    def filters_for(self, mailbox_id: str, table: str) -> Sequence[FilterRecord]:
+        return self._current().filters_for(mailbox_id, table)

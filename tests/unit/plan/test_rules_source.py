@@ -90,3 +90,37 @@ def test_invalid_directions_refuse_with_reason() -> None:
     source = ConfigRules.of(snap)
     assert source.rules_for("m1") is None
     assert "invalid configuration" in source.refusal("m1") and "bogus" in source.refusal("m1")
+
+
+def test_directory_follows_the_snapshot() -> None:
+    from pipeline.rules_source import ConfigDirectory
+    from schemas.models import FilterRecord
+
+    snap = ConfigSnapshot()
+    snap.apply(Organisation(org_id="o1", url="https://o1.crm.dynamics.com"))
+    snap.apply(Organisation(org_id="o2", url="https://o2.crm.dynamics.com"))
+    a = Mailbox(mailbox_id="a", upn="a@o1.com", org_id="o1", systemuser_id=USER)
+    b = Mailbox(mailbox_id="b", upn="b@o2.com", org_id="o2", systemuser_id=OTHER)
+    snap.apply(a)
+    snap.apply(b)
+    template = FilterRecord(
+        filter_id="t", org_id="o1", table="contact", name="all", fetchxml="<fetch/>"
+    )
+    own = FilterRecord(
+        filter_id="f",
+        org_id="o1",
+        table="contact",
+        name="mine",
+        fetchxml="<fetch/>",
+        mailbox_id="a",
+    )
+    other_table = replace(own, filter_id="g", table="task")
+    for f in (template, own, other_table):
+        snap.apply(f)
+    directory = ConfigDirectory(lambda: snap)
+    assert directory.mailboxes_for("o1") == [a]
+    assert {f.filter_id for f in directory.filters_for("a", "contact")} == {"t", "f"}
+    assert directory.filters_for("b", "contact") == []
+    assert directory.filters_for("nobody", "contact") == []
+    snap.remove("filter:f")
+    assert {f.filter_id for f in directory.filters_for("a", "contact")} == {"t"}
