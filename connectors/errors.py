@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import orjson
+
 
 class ConnectorError(Exception):
     """Root of every error a connector raises."""
@@ -56,3 +58,34 @@ class InvalidResponseError(ConnectorError):
 
 class BadRequestError(ConnectorError):
     """The service rejected our request as malformed (400): a bug or bad data, never retried."""
+
+
+_BY_STATUS: dict[int, type[ConnectorError]] = {
+    400: BadRequestError,
+    401: AuthError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    412: PreconditionFailedError,
+}
+
+
+def client_error(status: int, text: str, code: str | None) -> ConnectorError | None:
+    """The error a 4xx status means on both services (400, 401, 403, 404, 412), else None."""
+    kind = _BY_STATUS.get(status)
+    return None if kind is None else kind(text, status=status, code=code)
+
+
+def odata_error(body: bytes, *, limit: int = 1000) -> tuple[str | None, str] | None:
+    """``error.code`` and ``error.message`` of an OData JSON error body (Graph and Dataverse
+    share the shape); None when the body is not JSON at all."""
+
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("error"), dict):
+        return None, ""
+    err = data["error"]
+    code = err.get("code") if isinstance(err.get("code"), str) else None
+    message = err.get("message") if isinstance(err.get("message"), str) else ""
+    return code, str(message)[:limit]

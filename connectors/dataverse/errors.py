@@ -5,19 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-import orjson
-
 from connectors.errors import (
-    AuthError,
-    BadRequestError,
     ConnectorError,
     CursorExpiredError,
-    ForbiddenError,
     InvalidResponseError,
-    NotFoundError,
-    PreconditionFailedError,
     ThrottledError,
     TransientError,
+    client_error,
+    odata_error,
 )
 from connectors.http import parse_retry_after
 
@@ -29,16 +24,7 @@ DEFAULT_RETRY_AFTER: Final = 2.0
 
 def error_fields(body: bytes) -> tuple[str | None, str]:
     """The ``error.code`` and ``error.message`` of a Dataverse error body (None, "" if garbage)."""
-    try:
-        data = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None, ""
-    if not isinstance(data, dict) or not isinstance(data.get("error"), dict):
-        return None, ""
-    err = data["error"]
-    code = err.get("code") if isinstance(err.get("code"), str) else None
-    message = err.get("message") if isinstance(err.get("message"), str) else ""
-    return code, str(message)[:1000]
+    return odata_error(body) or (None, "")
 
 
 def error_for(
@@ -62,16 +48,9 @@ def error_for(
         return TransientError(text, status=status, code=code)
     if code == EXPIRED_VERSION_STAMP:
         return CursorExpiredError(text, status=status, code=code)
-    kinds: dict[int, type[ConnectorError]] = {
-        400: BadRequestError,
-        401: AuthError,
-        403: ForbiddenError,
-        404: NotFoundError,
-        412: PreconditionFailedError,
-    }
-    kind = kinds.get(status)
-    if kind is not None:
-        return kind(text, status=status, code=code)
+    known = client_error(status, text, code)
+    if known is not None:
+        return known
     if status == 408:
         return TransientError(text, status=status, code=code)
     return InvalidResponseError(text, status=status, code=code)

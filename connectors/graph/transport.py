@@ -14,15 +14,13 @@ import orjson
 
 from connectors.errors import (
     AuthError,
-    BadRequestError,
     ConnectorError,
     CursorExpiredError,
-    ForbiddenError,
     InvalidResponseError,
-    NotFoundError,
-    PreconditionFailedError,
     ThrottledError,
     TransientError,
+    client_error,
+    odata_error,
 )
 from connectors.http import (
     RETRIABLE_STATUS,
@@ -60,16 +58,8 @@ class GraphResponse:
 
 
 def _error_code(body: bytes) -> tuple[str | None, str]:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None, body[:200].decode("utf-8", errors="replace")
-    if isinstance(data, dict) and isinstance(data.get("error"), dict):
-        err = data["error"]
-        code = err.get("code") if isinstance(err.get("code"), str) else None
-        msg = err.get("message") if isinstance(err.get("message"), str) else ""
-        return code, str(msg)[:500]
-    return None, ""
+    found = odata_error(body, limit=500)
+    return found if found is not None else (None, body[:200].decode("utf-8", errors="replace"))
 
 
 def error_for(status: int, headers: Mapping[str, str], body: bytes, what: str) -> ConnectorError:
@@ -87,17 +77,7 @@ def error_for(status: int, headers: Mapping[str, str], body: bytes, what: str) -
         return CursorExpiredError(text, status=status, code=code)
     if status in RETRIABLE_STATUS:
         return TransientError(text, status=status, code=code)
-    if status == 401:
-        return AuthError(text, status=status, code=code)
-    if status == 403:
-        return ForbiddenError(text, status=status, code=code)
-    if status == 404:
-        return NotFoundError(text, status=status, code=code)
-    if status == 412:
-        return PreconditionFailedError(text, status=status, code=code)
-    if status == 400:
-        return BadRequestError(text, status=status, code=code)
-    return ConnectorError(text, status=status, code=code)
+    return client_error(status, text, code) or ConnectorError(text, status=status, code=code)
 
 
 def decode_body(content: bytes, what: str) -> dict[str, Any] | None:
