@@ -1,0 +1,469 @@
+"""One running pipeline in one process: the Faust stages (fan-out, engine, writers with the real
+Graph and Dataverse sinks) and the readers that feed them.
+
+- CRM: one change-tracking reader per (organisation, table), polling every ``crm_poll_s``,
+  publishing to ``crm.raw`` then storing the deltaLink in ``cursors``.
+- Outlook: per enabled mailbox, one delta stream per synced mail folder, contacts, a calendar
+  window and each To Do list, publishing to ``changes.outlook``. With
+  ``settings.graph.notification_url`` the webhook receiver runs here, subscriptions are kept
+  alive, notifications drive delta passes and only To Do (no app-only webhooks) is polled;
+  otherwise every stream is polled every ``outlook_poll_s``.
+
+``Pipeline.refresh(snapshot)`` applies a new configuration snapshot: readers of new enabled
+mailboxes and organisations start, those of removed or disabled ones stop; the engine reads its
+rules from the current snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import faust
+from aiokafka import AIOKafkaConsumer
+
+from connectors.dataverse.publisher import CrmTableReader
+from connectors.dataverse.reader import DataverseChangeSource
+from connectors.graph.reader import GraphDeltaSource, mailbox_streams
+from connectors.graph.receiver import ReceiverConfig, ReceiverServer, create_receiver_app
+from connectors.graph.store import KafkaCursorStore, KafkaPublisher
+from connectors.graph.subscriptions import SubscriptionManager, SubscriptionRegistry
+from connectors.graph.sync import OutlookReader
+from connectors.http import RetryPolicy
+from pipeline.app import Stage, build_app
+from pipeline.config_store import ConfigSnapshot
+from pipeline.rules import EvalContext, FetchXmlError, FilterSet, default_filters, parse_fetchxml
+from pipeline.rules_source import ConfigRules
+from pipeline.settings import Settings
+from pipeline.sinks import Connections
+from pipeline.stages.engine import engine_stage
+from pipeline.stages.publish import topic
+from pipeline.stages.writers import writers_stage
+from pipeline.topics import (
+    CHANGES_CRM,
+    CHANGES_OUTLOOK,
+    CRM_RAW,
+    CURSORS,
+    GRAPH_NOTIFICATIONS,
+    topic_name,
+)
+from schemas.codec import dumps, loads
+from schemas.models import ItemChange, Mailbox
+from schemas.types import CrmTable, Kind
+
+log = logging.getLogger(__name__)
+
+#: The Outlook kinds with Graph webhooks (To Do has none for app-only access).
+WEBHOOK_KINDS: tuple[Kind, ...] = ("email", "contact", "appointment")
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeOptions:
+    """How often the readers poll and what they read."""
+
+    crm_poll_s: float = 1.0
+    outlook_poll_s: float = 1.0
+    crm_tables: tuple[CrmTable, ...] = ("contact", "appointment", "task")
+    mail_folders: tuple[str, ...] = ("inbox", "sentitems")
+    todo: bool = True
+    retry: RetryPolicy | None = None
+    restart_delay_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("crm_poll_s", "outlook_poll_s", "restart_delay_s"):
+            value = getattr(self, name)
+            if not 0 < value <= 3600:
+                raise ValueError(f"{name} must be within (0, 3600] seconds, got {value!r}")
+        if not self.crm_tables:
+            raise ValueError("crm_tables must name at least one table")
+
+
+# ------------------------------------------------------------------------------------ fan-out
+# An interim fan-out stage: ``pipeline/stages/fanout.py`` (being written) replaces it.
+
+
+def mailbox_filters(snapshot: ConfigSnapshot, mailbox: Mailbox) -> FilterSet:
+    """The mailbox's filters: its own and its organisation's enabled FetchXML filters per table;
+    a table without any keeps the system template (e.g. "My active contacts")."""
+    custom = []
+    for record in snapshot.filters.values():
+        if not record.enabled or record.org_id != mailbox.org_id:
+            continue
+        if record.mailbox_id not in (None, mailbox.mailbox_id):
+            continue
+        try:
+            custom.append(parse_fetchxml(record.fetchxml, table=record.table))
+        except FetchXmlError as exc:
+            log.error("filter %s ignored: %s", record.filter_id, exc)
+    tables = {q.entity for q in custom}
+    defaults = [q for t, qs in default_filters().by_table.items() if t not in tables for q in qs]
+    return FilterSet.from_queries([*custom, *defaults])
+
+
+def _eval_context(change: ItemChange, user_id: str) -> EvalContext:
+    parties = change.attributes.get("parties")
+    rows = [
+        {"partyid": p.get("id"), "participationtypemask": p.get("mask")}
+        for p in (parties if isinstance(parties, list) else [])
+        if isinstance(p, dict)
+    ]
+    return EvalContext(user_id, datetime.now(UTC), {"activityparty": rows})
+
+
+def fan_out(snapshot: ConfigSnapshot, change: ItemChange) -> list[ItemChange]:
+    """The per-mailbox copies of one ``crm.raw`` change.
+
+    Every enabled mailbox of the record's organisation gets a copy: matching ones as is,
+    the others marked ``left_filter`` (the engine drops it for a pair it never linked, unlinks
+    one it did); deletes go to all of them. So no per-record state is needed.
+    """
+    out = []
+    table = change.table or change.kind
+    for mailbox in sorted(snapshot.mailboxes.values(), key=lambda m: m.mailbox_id):
+        if mailbox.org_id != change.org_id or mailbox.status != "enabled":
+            continue
+        attributes = dict(change.attributes)
+        if change.op != "delete":
+            held = mailbox_filters(snapshot, mailbox).matches(
+                table, change.attributes, _eval_context(change, mailbox.systemuser_id)
+            )
+            if not held:
+                attributes["left_filter"] = True
+        out.append(_copy(change, mailbox.mailbox_id, attributes))
+    return out
+
+
+def _copy(change: ItemChange, mailbox_id: str, attributes: dict[str, Any]) -> ItemChange:
+    return ItemChange(
+        change_id=change.change_id,
+        side=change.side,
+        org_id=change.org_id,
+        kind=change.kind,
+        op=change.op,
+        item_id=change.item_id,
+        version=change.version,
+        observed_at=change.observed_at,
+        mailbox_id=mailbox_id,
+        table=change.table,
+        correlation_id=change.correlation_id,
+        projection=change.projection,
+        attributes=attributes,
+        origin=change.origin,
+    )
+
+
+def interim_fanout_stage(snapshot: Callable[[], ConfigSnapshot]) -> Stage:
+    """``crm.raw`` → :func:`fan_out` → ``changes.crm`` keyed by mailbox (concurrency 1; each
+    copy acknowledged before the record's offset may be committed)."""
+
+    def register(app: faust.App, settings: Settings) -> None:
+        out = topic(app, settings, CHANGES_CRM)
+        source = topic(app, settings, CRM_RAW)
+
+        async def run(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+            async for event in stream.events():
+                try:
+                    change = loads(ItemChange, event.value, check=False)
+                except Exception as exc:
+                    log.error("unreadable crm.raw record skipped: %s", exc)
+                    yield None
+                    continue
+                for copy in fan_out(snapshot(), change):
+                    assert copy.mailbox_id is not None
+                    sent = await out.send(key=copy.mailbox_id.encode(), value=dumps(copy))
+                    await sent
+                yield None
+
+        app.agent(source, name="fanout", concurrency=1)(run)
+
+    return register
+
+
+# ------------------------------------------------------------------------------------ readers
+
+
+async def _supervise(name: str, body: Callable[[], Awaitable[None]], delay_s: float) -> None:
+    """Run ``body`` until cancelled; an unexpected error is logged and it starts again."""
+    while True:
+        try:
+            await body()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed; restarting in %.1fs", name, delay_s)
+            await asyncio.sleep(delay_s)
+
+
+async def _cancel(tasks: Sequence[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class Pipeline:
+    """The whole pipeline in this process. ``async with Pipeline(settings, snapshot):`` or
+    ``start()``/``stop()``. The catalogue topics must exist (``dynasync topics create``)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        config: ConfigSnapshot,
+        options: RuntimeOptions | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options or RuntimeOptions()
+        self._config = config
+        self._kafka = settings.kafka
+        self._publisher: KafkaPublisher | None = None
+        self._cursors: KafkaCursorStore | None = None
+        self._connections: Connections | None = None
+        self._app: faust.App | None = None
+        self._reader: OutlookReader | None = None
+        self._receiver: ReceiverServer | None = None
+        self._subscriptions: SubscriptionManager | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._streams: dict[str, list[GraphDeltaSource]] = {}
+        self._crm_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._mailbox_tasks: dict[str, asyncio.Task[None]] = {}
+        self._service_tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def config(self) -> ConfigSnapshot:
+        """The configuration snapshot in force."""
+        return self._config
+
+    @property
+    def receiver_url(self) -> str | None:
+        """Where the webhook receiver listens (None without webhooks)."""
+        return self._receiver.url if self._receiver is not None else None
+
+    def enabled_mailboxes(self) -> list[Mailbox]:
+        """The mailboxes that sync now (enabled, organisation known)."""
+        snap = self._config
+        return sorted(
+            (
+                m
+                for m in snap.mailboxes.values()
+                if m.status == "enabled" and m.org_id in snap.organisations
+            ),
+            key=lambda m: m.mailbox_id,
+        )
+
+    async def start(self) -> None:
+        """Connect, start the Faust stages, then the readers."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        settings, kafka = self.settings, self._kafka
+        self._publisher = KafkaPublisher(kafka.bootstrap, client_id=f"{settings.app_id}-readers")
+        await self._publisher.start()
+        self._cursors = KafkaCursorStore(
+            self._publisher, kafka.bootstrap, topic_name(CURSORS, kafka)
+        )
+        await self._cursors.start()
+        self._connections = Connections(
+            settings.graph,
+            settings.dataverse,
+            self._config.organisations,
+            policy=self.options.retry,
+        )
+        await self._connections.start()
+        stages = [
+            interim_fanout_stage(lambda: self._config),
+            engine_stage(ConfigRules(lambda: self._config)),
+            writers_stage(self._connections),
+        ]
+        self._app = build_app(settings, stages)
+        await self._app.start()
+        self._reader = OutlookReader(
+            self._streams_for,
+            self._publisher,
+            self._cursors,
+            changes_topic=topic_name(CHANGES_OUTLOOK, kafka),
+        )
+        if settings.graph.notification_url is not None:
+            await self._start_webhooks(settings.graph.notification_url.rstrip("/"))
+        await self.refresh(self._config)
+
+    async def _start_webhooks(self, public_url: str) -> None:
+        assert self._publisher is not None and self._cursors is not None
+        assert self._connections is not None and self._reader is not None
+        settings, kafka = self.settings, self._kafka
+        notifications = topic_name(GRAPH_NOTIFICATIONS, kafka)
+        config = ReceiverConfig(
+            topic=notifications, max_body_bytes=settings.receiver.max_body_bytes
+        )
+        app = create_receiver_app(config, SubscriptionRegistry(self._cursors), self._publisher)
+        self._receiver = ReceiverServer(app, settings.receiver.host, settings.receiver.port)
+        await self._receiver.start()
+        self._subscriptions = SubscriptionManager(
+            self._connections.transport,
+            self._cursors,
+            notification_url=f"{public_url}{config.notifications_path}",
+            lifecycle_url=f"{public_url}{config.lifecycle_path}",
+        )
+        self._consumer = AIOKafkaConsumer(
+            notifications,
+            bootstrap_servers=kafka.bootstrap,
+            group_id=f"{settings.app_id}-outlook-reader",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await self._consumer.start()
+        reader, consumer, manager = self._reader, self._consumer, self._subscriptions
+
+        def names() -> list[str]:
+            return [m.mailbox_id for m in self.enabled_mailboxes()]
+
+        delay = self.options.restart_delay_s
+        self._service_tasks += [
+            asyncio.create_task(
+                _supervise("notification reader", lambda: reader.consume(consumer), delay)
+            ),
+            asyncio.create_task(_supervise("subscriptions", lambda: manager.run(names), delay)),
+        ]
+
+    async def stop(self) -> None:
+        """Stop the readers, then the Faust stages, then the connections."""
+        await _cancel([*self._mailbox_tasks.values(), *self._crm_tasks.values()])
+        self._mailbox_tasks, self._crm_tasks = {}, {}
+        await _cancel(self._service_tasks)
+        self._service_tasks = []
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            await consumer.stop()
+        if self._receiver is not None:
+            receiver, self._receiver = self._receiver, None
+            await receiver.stop()
+        if self._app is not None:
+            app, self._app = self._app, None
+            await app.stop()
+        if self._connections is not None:
+            connections, self._connections = self._connections, None
+            await connections.stop()
+        if self._cursors is not None:
+            cursors, self._cursors = self._cursors, None
+            await cursors.stop()
+        if self._publisher is not None:
+            publisher, self._publisher = self._publisher, None
+            await publisher.stop()
+        self._streams = {}
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def refresh(self, snapshot: ConfigSnapshot) -> None:
+        """Use ``snapshot`` from now on: start and stop readers to match it."""
+        self._config = snapshot
+        if self._connections is None:
+            return
+        self._connections.set_organisations(snapshot.organisations)
+        await self._refresh_crm(snapshot)
+        await self._refresh_mailboxes()
+
+    async def _refresh_crm(self, snapshot: ConfigSnapshot) -> None:
+        assert self._connections is not None
+        orgs = {m.org_id for m in self.enabled_mailboxes()}
+        wanted = {(org, table) for org in orgs for table in self.options.crm_tables}
+        gone = [self._crm_tasks.pop(key) for key in list(self._crm_tasks) if key not in wanted]
+        await _cancel(gone)
+        for org_id, table in sorted(wanted - set(self._crm_tasks)):
+            client = await self._connections.dataverse(org_id)
+            source = DataverseChangeSource(client, org_id=org_id, table=table)
+            self._crm_tasks[(org_id, table)] = asyncio.create_task(self._run_crm(source))
+
+    async def _run_crm(self, source: DataverseChangeSource) -> None:
+        assert self._publisher is not None and self._cursors is not None
+        reader = CrmTableReader(
+            source,
+            self._publisher,
+            self._cursors,
+            raw_topic=topic_name(CRM_RAW, self._kafka),
+        )
+        interval = self.options.crm_poll_s
+        await _supervise(
+            f"CRM reader {source.stream_id}",
+            lambda: reader.run(interval_s=interval),
+            self.options.restart_delay_s,
+        )
+
+    async def _refresh_mailboxes(self) -> None:
+        wanted = {m.mailbox_id for m in self.enabled_mailboxes()}
+        gone = [
+            self._mailbox_tasks.pop(key) for key in list(self._mailbox_tasks) if key not in wanted
+        ]
+        await _cancel(gone)
+        for key in set(self._streams) - wanted:
+            del self._streams[key]
+        for mailbox_id in sorted(wanted - set(self._mailbox_tasks)):
+            self._mailbox_tasks[mailbox_id] = asyncio.create_task(self._run_mailbox(mailbox_id))
+
+    async def _run_mailbox(self, mailbox_id: str) -> None:
+        reader = self._reader
+        assert reader is not None
+        webhooks = self._subscriptions is not None
+        kinds: tuple[Kind, ...] = ("task",) if webhooks else ("email", "contact", "appointment")
+        if not webhooks:
+            kinds = (*kinds, "task")
+        first = True
+
+        async def loop() -> None:
+            nonlocal first
+            while True:
+                if first:  # every stream once: the initial sync, or catching up after a stop
+                    if self._subscriptions is not None:
+                        await self._subscriptions.ensure(mailbox_id)
+                    await reader.sync_mailbox(mailbox_id)
+                    first = False
+                else:
+                    await reader.sync_mailbox(mailbox_id, kinds)
+                await asyncio.sleep(self.options.outlook_poll_s)
+
+        await _supervise(f"Outlook reader {mailbox_id}", loop, self.options.restart_delay_s)
+
+    async def _streams_for(self, mailbox_id: str) -> list[GraphDeltaSource]:
+        cached = self._streams.get(mailbox_id)
+        if cached is not None:
+            return cached
+        assert self._connections is not None
+        mailbox = self._config.mailboxes.get(mailbox_id)
+        if mailbox is None:
+            return []
+        transport = self._connections.transport
+        streams = await mailbox_streams(
+            transport, mailbox_id, folders=self.options.mail_folders, todo=self.options.todo
+        )
+        sources = [
+            GraphDeltaSource(
+                transport,
+                stream,
+                org_id=mailbox.org_id,
+                groups=frozenset(mailbox.field_groups),
+                owner_address=mailbox.upn,
+            )
+            for stream in streams
+        ]
+        self._streams[mailbox_id] = sources
+        return sources
