@@ -16,10 +16,10 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from connectors.base import outcome_for
 from connectors.errors import ConnectorError, InvalidResponseError
 from connectors.graph.mapping import (
     CORRELATION_PROPERTY_ID,
@@ -38,10 +38,6 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 20
 _RETRY_STATUS = frozenset({429, 503, 504})
 _COLLECTION: dict[Kind, str] = {"contact": "contacts", "appointment": "events", "email": "messages"}
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def if_match_value(version: str) -> str:
@@ -488,21 +484,14 @@ class GraphWriter:
         message: str | None = None,
         retriable: bool = False,
     ) -> WriteOutcome:
-        return WriteOutcome(
-            command_id=cmd.command_id,
-            mailbox_id=cmd.mailbox_id,
-            org_id=cmd.org_id,
-            target=cmd.target,
-            kind=cmd.kind,
-            action=cmd.action,
-            correlation_id=cmd.correlation_id,
-            status=status,
-            completed_at=_now(),
-            target_id=target_id if target_id is not None else cmd.target_id,
+        return outcome_for(
+            cmd,
+            status,
+            target_id=target_id,
             version=version,
-            written=dict(written or {}),
-            error_code=code[:256] if code else None,
-            error_message=message[:4096] if message else None,
+            written=written,
+            error_code=code,
+            error_message=message,
             retriable=retriable,
         )
 
