@@ -11,7 +11,7 @@
 #
 # Environment: KAFKA_PORT (9092), GRAPH_PORT (8081), DATAVERSE_PORT (8082),
 # STACK_PYTHON (.venv/bin/python), STACK_START_TIMEOUT (60 s), STACK_STOP_TIMEOUT (15 s),
-# WORKER_STAGES (the worker's --stage arguments; default: one echo stage on stack.echo.*).
+# WORKER_ARGS (arguments of the worker's `dynasync run`; default: both emulators, static tokens).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,8 +28,8 @@ STOP_TIMEOUT="${STACK_STOP_TIMEOUT:-15}"
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 ECHO_IN="stack.echo.in"
 ECHO_OUT="stack.echo.out"
-# The worker's stages: the engine stages plug in here once they exist.
-WORKER_STAGES="${WORKER_STAGES:---stage echo:$ECHO_IN:$ECHO_OUT}"
+# The worker: the whole pipeline (`dynasync run`) against the two emulators (static tokens).
+WORKER_ARGS="${WORKER_ARGS:---graph-url http://127.0.0.1:$GRAPH_PORT/v1.0 --graph-token stack-emulator --dataverse-token stack-emulator}"
 
 # The background services in start order (`down` stops them in reverse). Each has a readiness
 # check ("http:PORT", "tcp:PORT" or "log:TEXT"), a command and a place it serves.
@@ -51,14 +51,14 @@ port_open() {
 
 service_ready() {
   case "$1" in graph) echo "http:$GRAPH_PORT" ;; dataverse) echo "http:$DATAVERSE_PORT" ;;
-  worker) echo "log:[^Worker]: Ready" ;; esac
+  worker) echo "log:dynasync run: ready" ;; esac
 }
 
 service_cmd() {
   case "$1" in
     graph) echo "$PY -m emulators.graph --host 127.0.0.1 --port $GRAPH_PORT" ;;
     dataverse) echo "$PY -m emulators.dataverse --host 127.0.0.1 --port $DATAVERSE_PORT" ;;
-    worker) echo "$PY -m pipeline.cli worker --bootstrap $BOOTSTRAP $WORKER_STAGES" ;;
+    worker) echo "$PY -m pipeline.cli run --bootstrap $BOOTSTRAP $WORKER_ARGS" ;;
   esac
 }
 
@@ -66,7 +66,7 @@ service_where() {
   case "$1" in
     graph) echo "http://127.0.0.1:$GRAPH_PORT" ;;
     dataverse) echo "http://127.0.0.1:$DATAVERSE_PORT" ;;
-    worker) echo "Kafka $BOOTSTRAP, stages: $WORKER_STAGES" ;;
+    worker) echo "Kafka $BOOTSTRAP, dynasync run $WORKER_ARGS" ;;
   esac
 }
 

@@ -5,6 +5,10 @@ and an Outlook edit of it flows back to the CRM row, each within 5 s at idle."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -244,3 +248,79 @@ async def test_contact_both_ways_within_5s(world: World) -> None:
     print(f"\nlatency CRM->Outlook {to_outlook:.2f}s, Outlook->CRM {to_crm:.2f}s")
     assert to_outlook <= IDLE_BUDGET_S, f"CRM -> Outlook took {to_outlook:.2f}s"
     assert to_crm <= IDLE_BUDGET_S, f"Outlook -> CRM took {to_crm:.2f}s"
+
+
+async def _wait_line(stream: asyncio.StreamReader, text: str, within: float) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + within
+    while not any(text in line for line in lines):
+        left = deadline - time.monotonic()
+        assert left > 0, f"{text!r} not logged; last lines: {lines[-20:]}"
+        raw = await asyncio.wait_for(stream.readline(), left)
+        assert raw, f"process ended before {text!r}; last lines: {lines[-20:]}"
+        lines.append(raw.decode(errors="replace").rstrip())
+    return lines
+
+
+async def test_dynasync_run_process_syncs_and_stops_on_sigterm(world: World) -> None:
+    w = world
+    env = {
+        **os.environ,
+        "DYNASYNC_APP_ID": w.settings.app_id,
+        "DYNASYNC_KAFKA__TOPIC_PREFIX": w.settings.kafka.topic_prefix,
+        "DYNASYNC_KAFKA__PARTITIONS": str(w.settings.kafka.partitions),
+        "DYNASYNC_DATA_DIR": str(w.settings.data_dir),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "run",
+        "--bootstrap",
+        w.settings.kafka.bootstrap,
+        "--graph-url",
+        f"{w.graph}/v1.0",
+        "--graph-token",
+        TOKEN,
+        "--dataverse-token",
+        TOKEN,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None
+        lines = await _wait_line(proc.stderr, "dynasync run: ready", 60)
+        assert "1 enabled mailbox(es)" in lines[-1]
+        drain = asyncio.create_task(proc.stderr.read())
+        _, contact, _ = await _crm_contact_in_outlook(
+            w, "Proc", f"Ess{uuid.uuid4().hex[:6]}", "p@x.test", 90
+        )
+        assert contact["givenName"] == "Proc"
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        assert b"dynasync run: stopped" in await drain
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--crm-poll", "-1"], "expected seconds within"),
+        (["--outlook-poll", "soon"], "expected seconds, got 'soon'"),
+        (["--graph-url", "ftp://graph"], "invalid setting graph.base_url"),
+        (["--bootstrap", "not a host"], "invalid setting kafka.bootstrap"),
+    ],
+)
+def test_dynasync_run_refuses_garbage_arguments(args: list[str], message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
