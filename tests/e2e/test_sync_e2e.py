@@ -324,3 +324,80 @@ def test_dynasync_run_refuses_garbage_arguments(args: list[str], message: str) -
     )
     assert done.returncode == 2
     assert message in done.stderr
+
+
+async def test_outlook_edit_while_stopped_is_applied_once_after_restart(world: World) -> None:
+    w = world
+    last = f"Roe{uuid.uuid4().hex[:6]}"
+    async with w.pipeline():
+        row_id, contact, _ = await _crm_contact_in_outlook(w, "Rex", last, "rex@x.test", 90)
+    # nothing runs: edit both sides (different fields), then start a new pipeline process
+    resp = await w.outlook("PATCH", f"contacts/{contact['id']}", {"givenName": "Rexford"})
+    assert resp.status_code == 200, resp.text
+    resp = await w.crm("PATCH", f"contacts({row_id})", {"jobtitle": "Pilot"})
+    assert resp.status_code in (200, 204), resp.text
+    async with w.pipeline():
+
+        async def converged() -> bool | None:
+            row = await w.crm_contact(row_id)
+            mine = _by_name(await w.outlook_contacts(), last)
+            done = (
+                row.get("firstname") == "Rexford"
+                and len(mine) == 1
+                and mine[0].get("jobTitle") == "Pilot"
+            )
+            return True if done else None
+
+        _, took = await eventually(converged, 90, "edits made while stopped")
+        await asyncio.sleep(3)
+        assert len(_by_name(await w.outlook_contacts(), last)) == 1
+        assert [c["contactid"] for c in await w.crm_contacts() if c["lastname"] == last] == [row_id]
+    print(f"\ncatch-up after restart {took:.2f}s")
+
+
+async def test_crm_task_and_appointment_reach_outlook(world: World) -> None:
+    w = world
+    async with w.pipeline():
+        await _crm_contact_in_outlook(w, "Warm", f"Up{uuid.uuid4().hex[:6]}", "w@x.test", 90)
+        subject = f"Call back {uuid.uuid4().hex[:6]}"
+        resp = await w.crm("POST", "tasks", {"subject": subject})
+        assert resp.status_code in (200, 201), resp.text
+
+        async def task_arrived() -> dict[str, Any] | None:
+            lists = (await w.outlook("GET", "todo/lists")).json()["value"]
+            for lst in lists:
+                tasks = (await w.outlook("GET", f"todo/lists/{lst['id']}/tasks")).json()["value"]
+                found = [t for t in tasks if t.get("title") == subject]
+                if found:
+                    return dict(found[0])
+            return None
+
+        _, task_took = await eventually(task_arrived, 30, "CRM task in To Do")
+
+        title = f"Review {uuid.uuid4().hex[:6]}"
+        resp = await w.crm(
+            "POST",
+            "appointments",
+            {
+                "subject": title,
+                "scheduledstart": "2030-03-01T10:00:00Z",
+                "scheduledend": "2030-03-01T11:00:00Z",
+                "appointment_activity_parties": [
+                    {
+                        "partyid_systemuser@odata.bind": f"/systemusers({USER})",
+                        "participationtypemask": 7,
+                    }
+                ],
+            },
+        )
+        assert resp.status_code in (200, 201), resp.text
+
+        async def event_arrived() -> dict[str, Any] | None:
+            events = (await w.outlook("GET", "events?$top=1000")).json()["value"]
+            found = [e for e in events if e.get("subject") == title]
+            return dict(found[0]) if found else None
+
+        event, event_took = await eventually(event_arrived, 30, "CRM appointment in Outlook")
+    print(f"\nlatency CRM->To Do {task_took:.2f}s, CRM->calendar {event_took:.2f}s")
+    assert event["start"]["dateTime"].startswith("2030-03-01T10:00")
+    assert task_took <= IDLE_BUDGET_S and event_took <= IDLE_BUDGET_S
