@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -369,19 +370,22 @@ async def test_crm_task_and_appointment_reach_outlook(world: World) -> None:
                 tasks = (await w.outlook("GET", f"todo/lists/{lst['id']}/tasks")).json()["value"]
                 found = [t for t in tasks if t.get("title") == subject]
                 if found:
-                    return dict(found[0])
+                    return {**found[0], "list_id": lst["id"]}
             return None
 
-        _, task_took = await eventually(task_arrived, 30, "CRM task in To Do")
+        todo, task_took = await eventually(task_arrived, 30, "CRM task in To Do")
+        task_id = resp.json()["activityid"]
 
         title = f"Review {uuid.uuid4().hex[:6]}"
+        # inside the readers' calendarView window (30 days back, 365 ahead)
+        day = (datetime.now(UTC) + timedelta(days=7)).strftime("%Y-%m-%d")
         resp = await w.crm(
             "POST",
             "appointments",
             {
                 "subject": title,
-                "scheduledstart": "2030-03-01T10:00:00Z",
-                "scheduledend": "2030-03-01T11:00:00Z",
+                "scheduledstart": f"{day}T10:00:00Z",
+                "scheduledend": f"{day}T11:00:00Z",
                 "appointment_activity_parties": [
                     {
                         "partyid_systemuser@odata.bind": f"/systemusers({USER})",
@@ -398,6 +402,33 @@ async def test_crm_task_and_appointment_reach_outlook(world: World) -> None:
             return dict(found[0]) if found else None
 
         event, event_took = await eventually(event_arrived, 30, "CRM appointment in Outlook")
-    print(f"\nlatency CRM->To Do {task_took:.2f}s, CRM->calendar {event_took:.2f}s")
-    assert event["start"]["dateTime"].startswith("2030-03-01T10:00")
+        appointment_id = resp.json()["activityid"]
+
+        # and back: edits in To Do and in the calendar reach the CRM rows
+        list_id = todo["list_id"]
+        edited_at = time.monotonic()
+        edit = await w.outlook(
+            "PATCH", f"todo/lists/{list_id}/tasks/{todo['id']}", {"title": f"{subject} (done)"}
+        )
+        assert edit.status_code == 200, edit.text
+        edit = await w.outlook("PATCH", f"events/{event['id']}", {"subject": f"{title} (moved)"})
+        assert edit.status_code == 200, edit.text
+
+        async def crm_rows() -> bool | None:
+            task_row = (await w.crm("GET", f"tasks({task_id})")).json()
+            appointment_row = (await w.crm("GET", f"appointments({appointment_id})")).json()
+            done = (
+                task_row.get("subject") == f"{subject} (done)"
+                and appointment_row.get("subject") == f"{title} (moved)"
+            )
+            return True if done else None
+
+        await eventually(crm_rows, 30, "To Do and calendar edits in CRM")
+        back_took = time.monotonic() - edited_at  # from the first of the two edits
+    print(
+        f"\nlatency CRM->To Do {task_took:.2f}s, CRM->calendar {event_took:.2f}s, "
+        f"To Do + calendar -> CRM {back_took:.2f}s"
+    )
+    assert back_took <= IDLE_BUDGET_S
+    assert event["start"]["dateTime"].startswith(f"{day}T10:00")
     assert task_took <= IDLE_BUDGET_S and event_took <= IDLE_BUDGET_S
