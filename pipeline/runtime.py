@@ -19,11 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import faust
 from aiokafka import AIOKafkaConsumer
@@ -36,25 +35,22 @@ from connectors.graph.store import KafkaCursorStore, KafkaPublisher
 from connectors.graph.subscriptions import SubscriptionManager, SubscriptionRegistry
 from connectors.graph.sync import OutlookReader
 from connectors.http import RetryPolicy
-from pipeline.app import Stage, build_app
+from pipeline.app import build_app
 from pipeline.config_store import ConfigSnapshot
-from pipeline.rules import EvalContext, FetchXmlError, FilterSet, default_filters, parse_fetchxml
-from pipeline.rules_source import ConfigRules
+from pipeline.rules_source import ConfigDirectory, ConfigRules
 from pipeline.settings import Settings
 from pipeline.sinks import Connections
 from pipeline.stages.engine import engine_stage
-from pipeline.stages.publish import topic
+from pipeline.stages.fanout import fanout_stage
 from pipeline.stages.writers import writers_stage
 from pipeline.topics import (
-    CHANGES_CRM,
     CHANGES_OUTLOOK,
     CRM_RAW,
     CURSORS,
     GRAPH_NOTIFICATIONS,
     topic_name,
 )
-from schemas.codec import dumps, loads
-from schemas.models import ItemChange, Mailbox
+from schemas.models import Mailbox
 from schemas.types import CrmTable, Kind
 
 log = logging.getLogger(__name__)
@@ -82,107 +78,6 @@ class RuntimeOptions:
                 raise ValueError(f"{name} must be within (0, 3600] seconds, got {value!r}")
         if not self.crm_tables:
             raise ValueError("crm_tables must name at least one table")
-
-
-# ------------------------------------------------------------------------------------ fan-out
-# An interim fan-out stage: ``pipeline/stages/fanout.py`` (being written) replaces it.
-
-
-def mailbox_filters(snapshot: ConfigSnapshot, mailbox: Mailbox) -> FilterSet:
-    """The mailbox's filters: its own and its organisation's enabled FetchXML filters per table;
-    a table without any keeps the system template (e.g. "My active contacts")."""
-    custom = []
-    for record in snapshot.filters.values():
-        if not record.enabled or record.org_id != mailbox.org_id:
-            continue
-        if record.mailbox_id not in (None, mailbox.mailbox_id):
-            continue
-        try:
-            custom.append(parse_fetchxml(record.fetchxml, table=record.table))
-        except FetchXmlError as exc:
-            log.error("filter %s ignored: %s", record.filter_id, exc)
-    tables = {q.entity for q in custom}
-    defaults = [q for t, qs in default_filters().by_table.items() if t not in tables for q in qs]
-    return FilterSet.from_queries([*custom, *defaults])
-
-
-def _eval_context(change: ItemChange, user_id: str) -> EvalContext:
-    parties = change.attributes.get("parties")
-    rows = [
-        {"partyid": p.get("id"), "participationtypemask": p.get("mask")}
-        for p in (parties if isinstance(parties, list) else [])
-        if isinstance(p, dict)
-    ]
-    return EvalContext(user_id, datetime.now(UTC), {"activityparty": rows})
-
-
-def fan_out(snapshot: ConfigSnapshot, change: ItemChange) -> list[ItemChange]:
-    """The per-mailbox copies of one ``crm.raw`` change.
-
-    Every enabled mailbox of the record's organisation gets a copy: matching ones as is,
-    the others marked ``left_filter`` (the engine drops it for a pair it never linked, unlinks
-    one it did); deletes go to all of them. So no per-record state is needed.
-    """
-    out = []
-    table = change.table or change.kind
-    for mailbox in sorted(snapshot.mailboxes.values(), key=lambda m: m.mailbox_id):
-        if mailbox.org_id != change.org_id or mailbox.status != "enabled":
-            continue
-        attributes = dict(change.attributes)
-        if change.op != "delete":
-            held = mailbox_filters(snapshot, mailbox).matches(
-                table, change.attributes, _eval_context(change, mailbox.systemuser_id)
-            )
-            if not held:
-                attributes["left_filter"] = True
-        out.append(_copy(change, mailbox.mailbox_id, attributes))
-    return out
-
-
-def _copy(change: ItemChange, mailbox_id: str, attributes: dict[str, Any]) -> ItemChange:
-    return ItemChange(
-        change_id=change.change_id,
-        side=change.side,
-        org_id=change.org_id,
-        kind=change.kind,
-        op=change.op,
-        item_id=change.item_id,
-        version=change.version,
-        observed_at=change.observed_at,
-        mailbox_id=mailbox_id,
-        table=change.table,
-        correlation_id=change.correlation_id,
-        projection=change.projection,
-        attributes=attributes,
-        origin=change.origin,
-    )
-
-
-def interim_fanout_stage(snapshot: Callable[[], ConfigSnapshot]) -> Stage:
-    """``crm.raw`` → :func:`fan_out` → ``changes.crm`` keyed by mailbox (concurrency 1; each
-    copy acknowledged before the record's offset may be committed)."""
-
-    def register(app: faust.App, settings: Settings) -> None:
-        out = topic(app, settings, CHANGES_CRM)
-        source = topic(app, settings, CRM_RAW)
-
-        async def run(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-            async for event in stream.events():
-                try:
-                    change = loads(ItemChange, event.value, check=False)
-                except Exception as exc:
-                    log.error("unreadable crm.raw record skipped: %s", exc)
-                    yield None
-                    continue
-                for copy in fan_out(snapshot(), change):
-                    assert copy.mailbox_id is not None
-                    sent = await out.send(key=copy.mailbox_id.encode(), value=dumps(copy))
-                    await sent
-                yield None
-
-        app.agent(source, name="fanout", concurrency=1)(run)
-
-    return register
 
 
 # ------------------------------------------------------------------------------------ readers
@@ -282,7 +177,7 @@ class Pipeline:
         )
         await self._connections.start()
         stages = [
-            interim_fanout_stage(lambda: self._config),
+            fanout_stage(ConfigDirectory(lambda: self._config)),
             engine_stage(ConfigRules(lambda: self._config)),
             writers_stage(self._connections),
         ]
