@@ -29,7 +29,7 @@ from pipeline.cli.topics import TopicMismatchError, ensure_topics
 from pipeline.config_store import ConfigStore
 from pipeline.runtime import Pipeline, RuntimeOptions
 from pipeline.settings import DataverseSettings, GraphSettings, KafkaSettings, Settings
-from schemas.models import FieldDirections, Mailbox, Organisation
+from schemas.models import Mailbox, Organisation
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 
@@ -152,15 +152,6 @@ async def world(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[World]:
         assert created.status_code == 201, created.text
         mailbox_id = created.json()["id"]
         await store.put(Organisation(org_id=ORG, url=dv_url, display_name="E2E"))
-        # The Graph emulator's contact type lacks yomiGivenName / yomiSurname (real Graph has
-        # them) and refuses a body naming them: keep those two fields out of sync for now.
-        await store.put(
-            FieldDirections(
-                org_id=ORG,
-                kind="contact",
-                directions={"yomifirstname": "none", "yomilastname": "none"},
-            )
-        )
         await store.put(
             Mailbox(
                 mailbox_id=mailbox_id,

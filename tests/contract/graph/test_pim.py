@@ -53,6 +53,21 @@ async def test_contacts_and_folders_crud(graph: Graph) -> None:
     assert listed is not None and listed.value == []
 
 
+async def test_contact_yomi_names_round_trip(graph: Graph) -> None:
+    await graph.user("alice")
+    me = graph.sdk.users.by_user_id("alice@contoso.test")
+    created = await me.contacts.post(
+        Contact(given_name="Kenji", yomi_given_name="ケンジ", yomi_surname="ヤマダ")
+    )
+    assert created is not None and created.id
+    patched = await me.contacts.by_contact_id(created.id).patch(
+        Contact(yomi_company_name="コントソ")
+    )
+    assert patched is not None
+    assert (patched.yomi_given_name, patched.yomi_surname) == ("ケンジ", "ヤマダ")
+    assert patched.yomi_company_name == "コントソ"
+
+
 def _at(text: str) -> DateTimeTimeZone:
     return DateTimeTimeZone(date_time=text, time_zone="UTC")
 
