@@ -31,10 +31,10 @@ from connectors.dataverse.publisher import CrmTableReader
 from connectors.dataverse.reader import DataverseChangeSource
 from connectors.graph.reader import GraphDeltaSource, mailbox_streams
 from connectors.graph.receiver import ReceiverConfig, ReceiverServer, create_receiver_app
-from connectors.graph.store import KafkaCursorStore, KafkaPublisher
 from connectors.graph.subscriptions import SubscriptionManager, SubscriptionRegistry
 from connectors.graph.sync import OutlookReader
 from connectors.http import RetryPolicy
+from connectors.store import KafkaCursorStore, KafkaPublisher
 from pipeline.app import build_app
 from pipeline.config_store import ConfigSnapshot
 from pipeline.rules_source import ConfigDirectory, ConfigRules

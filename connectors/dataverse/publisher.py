@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from connectors.dataverse.ids import change_id
 from connectors.dataverse.reader import DataverseChangeSource
 from connectors.errors import ConnectorError, CursorExpiredError
-from connectors.graph.store import CursorStore, Publisher
+from connectors.store import CursorStore, Publisher
 from schemas.codec import dumps
 from schemas.models import ItemChange
 

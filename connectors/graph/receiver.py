@@ -32,8 +32,8 @@ from connectors.graph.notifications import (
     parse_lifecycle_notifications,
     valid_validation_token,
 )
-from connectors.graph.store import Publisher
 from connectors.graph.subscriptions import SubscriptionRecord
+from connectors.store import Publisher
 
 log = logging.getLogger(__name__)
 

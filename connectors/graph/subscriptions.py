@@ -20,8 +20,8 @@ import orjson
 
 from connectors.errors import ConnectorError, InvalidResponseError, NotFoundError
 from connectors.graph.notifications import RESOURCE_KINDS, NotificationRecord, ResourceKind
-from connectors.graph.store import CursorStore
 from connectors.graph.transport import GraphTransport
+from connectors.store import CursorStore
 
 log = logging.getLogger(__name__)
 

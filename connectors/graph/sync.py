@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer
 from connectors.errors import ConnectorError, CursorExpiredError
 from connectors.graph.notifications import NotificationRecord, PayloadError, ResourceKind
 from connectors.graph.reader import GraphDeltaSource
-from connectors.graph.store import CursorStore, Publisher
+from connectors.store import CursorStore, Publisher
 from schemas.codec import dumps
 from schemas.types import Kind
 

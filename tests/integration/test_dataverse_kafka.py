@@ -16,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from connectors.dataverse.publisher import CrmTableReader
 from connectors.dataverse.reader import DataverseChangeSource
 from connectors.dataverse.writer import DataverseWriter
-from connectors.graph.store import CursorStore, KafkaCursorStore, KafkaPublisher, Publisher
+from connectors.store import CursorStore, KafkaCursorStore, KafkaPublisher, Publisher
 from schemas.codec import loads
 from schemas.models import ItemChange
 from tests.contract.dataverse_connector.fixtures import (

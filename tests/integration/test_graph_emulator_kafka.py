@@ -17,11 +17,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from connectors.graph.reader import GraphDeltaSource, contacts_stream
 from connectors.graph.receiver import ReceiverConfig, ReceiverServer, create_receiver_app
-from connectors.graph.store import KafkaCursorStore, KafkaPublisher
 from connectors.graph.subscriptions import SubscriptionManager, SubscriptionRegistry
 from connectors.graph.sync import OutlookReader, cursor_key
 from connectors.graph.transport import GraphTransport
 from connectors.http import RetryPolicy
+from connectors.store import KafkaCursorStore, KafkaPublisher
 from schemas.codec import loads
 from schemas.models import ItemChange
 from tests.contract.graph_connector.emulator import TOKEN, GraphEmulator, start_emulator

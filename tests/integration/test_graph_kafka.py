@@ -23,7 +23,6 @@ from connectors.errors import TransientError
 from connectors.graph.notifications import NotificationRecord
 from connectors.graph.reader import GraphDeltaSource, contacts_stream
 from connectors.graph.receiver import ReceiverConfig, ReceiverServer, create_receiver_app
-from connectors.graph.store import KafkaCursorStore, KafkaPublisher
 from connectors.graph.subscriptions import (
     SubscriptionRecord,
     SubscriptionRegistry,
@@ -33,6 +32,7 @@ from connectors.graph.subscriptions import (
 from connectors.graph.sync import OutlookReader, cursor_key
 from connectors.graph.transport import GraphTransport
 from connectors.http import RetryPolicy
+from connectors.store import KafkaCursorStore, KafkaPublisher
 from schemas.codec import loads
 from schemas.models import ItemChange
 

@@ -15,10 +15,10 @@ from connectors.graph.client import StaticTokenCredential, build_graph_client
 from connectors.graph.mapping import CORRELATION_PROPERTY_ID
 from connectors.graph.notifications import NotificationRecord
 from connectors.graph.receiver import ReceiverConfig, ReceiverServer, create_receiver_app
-from connectors.graph.store import MemoryCursorStore, MemoryPublisher
 from connectors.graph.subscriptions import SubscriptionManager, SubscriptionRegistry
 from connectors.graph.transport import GraphTransport, token_provider
 from connectors.graph.writer import GraphWriter
+from connectors.store import MemoryCursorStore, MemoryPublisher
 from schemas.models import WriteCommand
 from tests.contract.graph_connector.emulator import TOKEN, GraphEmulator, start_emulator
 

@@ -10,9 +10,9 @@ import pytest
 
 from connectors.errors import AuthError
 from connectors.graph.receiver import ReceiverConfig
-from connectors.graph.store import MemoryCursorStore
 from connectors.graph.subscriptions import SubscriptionManager, SubscriptionRecord
 from connectors.graph.transport import GraphTransport, token_provider
+from connectors.store import MemoryCursorStore
 
 
 @pytest.mark.parametrize(

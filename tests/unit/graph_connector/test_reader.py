@@ -15,10 +15,10 @@ from connectors.errors import CursorExpiredError, InvalidResponseError
 from connectors.graph.notifications import NotificationRecord
 from connectors.graph.reader import GraphDeltaSource, contacts_stream
 from connectors.graph.receiver import ReceiverServer
-from connectors.graph.store import MemoryCursorStore, MemoryPublisher
 from connectors.graph.sync import OutlookReader, StreamsFor, cursor_key
 from connectors.graph.transport import GraphTransport
 from connectors.http import RetryPolicy
+from connectors.store import MemoryCursorStore, MemoryPublisher
 from schemas.codec import loads
 from schemas.models import ItemChange
 from tests.contract.suite import read_all

@@ -17,13 +17,13 @@ from connectors.graph.receiver import (
     ReceiverServer,
     create_receiver_app,
 )
-from connectors.graph.store import MemoryCursorStore, MemoryPublisher
 from connectors.graph.subscriptions import (
     SubscriptionRecord,
     SubscriptionRegistry,
     new_client_state,
     subscription_key,
 )
+from connectors.store import MemoryCursorStore, MemoryPublisher
 
 TOPIC = "graph.notifications"
 SECRET = new_client_state()

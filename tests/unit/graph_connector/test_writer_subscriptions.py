@@ -17,7 +17,6 @@ from connectors.graph.notifications import (
     ResourceKind,
 )
 from connectors.graph.receiver import ReceiverConfig, ReceiverServer, create_receiver_app
-from connectors.graph.store import MemoryCursorStore, MemoryPublisher
 from connectors.graph.subscriptions import (
     MissedCallback,
     SubscriptionManager,
@@ -29,6 +28,7 @@ from connectors.graph.subscriptions import (
 from connectors.graph.transport import GraphTransport
 from connectors.graph.writer import GraphWriter
 from connectors.http import RetryPolicy
+from connectors.store import MemoryCursorStore, MemoryPublisher
 from schemas.models import CommandAction, WriteCommand
 from schemas.types import Projection
 from tests.unit.graph_connector.fake_graph import FakeGraph
