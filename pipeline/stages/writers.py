@@ -2,14 +2,14 @@
 
 The sink comes from a factory handed to the stage, so tests plug in the in-memory side and
 production the Graph / Dataverse writers. An outcome is acknowledged by the broker before the
-command's offset may be committed. An exception from the sink means nothing is known about the
-command: it is retried with backoff (the partition waits, order holds), and after
-``max_attempts`` parked in ``dlq`` for replay.
+command's offset may be committed. While the other side is unreachable or throttling, a command
+is retried without limit (:mod:`pipeline.stages.retry`: the partition waits, order holds, nothing
+is lost while offline); any other error is retried ``max_attempts`` times, then the command is
+parked in ``dlq`` for replay.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -19,6 +19,7 @@ from connectors.base import CommandSink
 from pipeline.app import Stage
 from pipeline.settings import Settings
 from pipeline.stages.publish import Publisher, topic
+from pipeline.stages.retry import WritePolicy, apply_with_retries
 from pipeline.topics import COMMANDS_CRM, COMMANDS_OUTLOOK, OUTCOMES, topic_name
 from schemas.codec import dumps, loads
 from schemas.models import WriteCommand, WriteOutcome
@@ -30,8 +31,10 @@ log = logging.getLogger(__name__)
 SinkFactory = Callable[[Side, str, str], CommandSink]
 
 
-def writers_stage(sinks: SinkFactory, *, max_attempts: int = 5, backoff_s: float = 0.2) -> Stage:
-    """The writer stage applying commands through ``sinks``."""
+def writers_stage(sinks: SinkFactory, policy: WritePolicy | None = None) -> Stage:
+    """The writer stage applying commands through ``sinks`` with ``policy`` (default
+    :class:`WritePolicy`)."""
+    retries = policy or WritePolicy()
 
     def register(app: faust.App, settings: Settings) -> None:
         publisher = Publisher.on(app, settings)
@@ -45,18 +48,7 @@ def writers_stage(sinks: SinkFactory, *, max_attempts: int = 5, backoff_s: float
 
         async def apply(command: WriteCommand) -> WriteOutcome:
             sink = sinks(command.target, command.org_id, command.mailbox_id)
-            delay = backoff_s
-            for attempt in range(1, max_attempts + 1):
-                try:
-                    (outcome,) = await sink.apply([command])
-                    return outcome
-                except Exception as exc:
-                    if attempt == max_attempts:
-                        raise
-                    log.warning("write %s failed (%s), retrying", command.command_id, exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-            raise AssertionError("unreachable")
+            return await apply_with_retries(sink, command, retries)
 
         async def run(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
             async for event in stream.events():
