@@ -23,6 +23,8 @@ from connectors.graph.client import credential_from_settings
 from connectors.graph.transport import GraphTransport, token_provider
 from connectors.graph.writer import GraphWriter
 from connectors.http import RetryPolicy
+from pipeline.crm_directory import CrmDirectory
+from pipeline.parties import DirectoryParties, ResolvingSink
 from pipeline.settings import DataverseSettings, GraphSettings
 from schemas.models import Organisation
 from schemas.types import Side
@@ -106,7 +108,8 @@ class Connections:
         self._transport: GraphTransport | None = None
         self._graph_writer: GraphWriter | None = None
         self._clients: dict[str, DataverseClient] = {}
-        self._dv_writers: dict[str, DataverseWriter] = {}
+        self._dv_writers: dict[str, CommandSink] = {}
+        self._directories: dict[str, CrmDirectory] = {}
 
     async def start(self) -> None:
         """Open the Graph client and one Dataverse client per known organisation."""
@@ -120,7 +123,7 @@ class Connections:
     async def stop(self) -> None:
         """Close every client."""
         clients, self._clients = self._clients, {}
-        self._dv_writers = {}
+        self._dv_writers, self._directories = {}, {}
         for client in clients.values():
             await client.stop()
         if self._http is not None:
@@ -165,8 +168,17 @@ class Connections:
         )
         await client.start()
         self._clients[org_id] = client
-        self._dv_writers[org_id] = DataverseWriter(client, org_id=org_id)
+        directory = CrmDirectory(client)
+        parties = DirectoryParties(directory)
+        writer = DataverseWriter(client, org_id=org_id, resolver=parties)
+        self._directories[org_id] = directory
+        self._dv_writers[org_id] = ResolvingSink(writer, parties)
         return client
+
+    async def directory(self, org_id: str) -> CrmDirectory:
+        """The CRM directory (address and email lookups, cached) of ``org_id``."""
+        await self.dataverse(org_id)
+        return self._directories[org_id]
 
     def __call__(self, side: Side, org_id: str, mailbox_id: str) -> CommandSink:
         """The sink for ``side`` of ``mailbox_id`` in ``org_id`` (a :data:`SinkFactory`)."""
