@@ -454,15 +454,22 @@ def _outlook_tracked(change: ItemChange, rules: MailboxRules) -> tuple[bool, str
     return True, ""
 
 
-def _email_decision(change: ItemChange, rules: MailboxRules) -> TrackDecision | None:
+def email_facts(change: ItemChange) -> EmailFacts | None:
+    """What email tracking looks at in an Outlook message change (None: not a usable email)."""
     folder = change.attributes.get("folder_id")
     try:
-        facts = EmailFacts.from_projection(
+        return EmailFacts.from_projection(
             change.projection,
             categories=_categories(change),
             folder_id=folder if isinstance(folder, str) else None,
         )
     except (ValueError, TypeError):
+        return None
+
+
+def _email_decision(change: ItemChange, rules: MailboxRules) -> TrackDecision | None:
+    facts = email_facts(change)
+    if facts is None:
         return None
     return should_track(facts, rules.tracking, rules.lookup)
 
