@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipeline.cli.mailbox import add_config_commands
 
     add_config_commands(sub)
+    from pipeline.cli.dlq import add_dlq_commands
+
+    add_dlq_commands(sub)
     from pipeline.cli.pipeline_cmd import add_pipeline_commands
 
     add_pipeline_commands(sub)
