@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
 from pipeline.settings import KafkaSettings
@@ -125,14 +126,23 @@ def group_id(app_id: str) -> str:
     return f"{app_id}-dlq-replay"
 
 
+async def topic_partitions(bootstrap: str, name: str) -> list[int]:
+    """The partition numbers of topic ``name`` (LookupError if it does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (meta,) = await admin.describe_topics([name])
+    finally:
+        await admin.close()
+    if meta.get("error_code", 0) != 0 or not meta.get("partitions"):
+        raise LookupError(f"topic {name} does not exist (run `dynasync topics create`)")
+    return sorted(int(p["partition"]) for p in meta["partitions"])
+
+
 async def _scan(
-    consumer: AIOKafkaConsumer, name: str, *, resume: bool, timeout_s: float
+    consumer: AIOKafkaConsumer, bootstrap: str, name: str, *, resume: bool, timeout_s: float
 ) -> tuple[list[DlqRecord], dict[TopicPartition, int]]:
-    if name not in await consumer.topics():
-        raise LookupError(f"topic {name} does not exist (run `dynasync topics create`)")
-    parts = consumer.partitions_for_topic(name)
-    if not parts:
-        raise LookupError(f"topic {name} does not exist (run `dynasync topics create`)")
+    parts = await topic_partitions(bootstrap, name)
     tps = [TopicPartition(name, p) for p in sorted(parts)]
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
@@ -170,7 +180,7 @@ async def list_dlq(
     await consumer.start()
     try:
         records, _ = await _scan(
-            consumer, topic_name(DLQ, kafka), resume=False, timeout_s=timeout_s
+            consumer, kafka.bootstrap, topic_name(DLQ, kafka), resume=False, timeout_s=timeout_s
         )
     finally:
         await consumer.stop()
@@ -210,7 +220,7 @@ async def replay(
     skipped: list[tuple[DlqRecord, str]] = []
     try:
         records, ends = await _scan(
-            consumer, topic_name(DLQ, kafka), resume=True, timeout_s=timeout_s
+            consumer, kafka.bootstrap, topic_name(DLQ, kafka), resume=True, timeout_s=timeout_s
         )
         for record in records:
             if not select(record):
