@@ -79,11 +79,15 @@ bench: $(STAMP) ## engine vs raw aiokafka throughput and latency on the real bro
 	  --kafka-version "$$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/kafka/pom.xml)" \
 	  $(BENCH_ARGS)
 
-demo: $(STAMP) ## start Kafka, create the topics, and show messages flowing through a Faust agent
-	$(KAFKA) up
-	$(PY) -m pipeline.cli topics create --bootstrap $(BOOTSTRAP)
-	$(PY) -m pipeline.cli demo-echo --bootstrap $(BOOTSTRAP) --messages 5
-	@echo "Kafka is still running on $(BOOTSTRAP); stop it with: make kafka-down"
+DEMO_ARGS ?=
+# `make up`, then demo mailboxes registered and narrated as they sync; the stack keeps running.
+demo: $(STAMP) ## start the stack (as make up) and show mailboxes syncing both ways; make down stops it
+	deploy/run/stack.sh up
+	@$(PY) -m pipeline.cli demo --bootstrap $(BOOTSTRAP) \
+	  --graph-url http://127.0.0.1:$${GRAPH_PORT:-8081} \
+	  --dataverse-url http://127.0.0.1:$${DATAVERSE_PORT:-8082} $(DEMO_ARGS) \
+	  || { echo "demo failed; the pipeline's log: .run/stack/worker.log (stop with: make down)"; exit 1; }
+	@echo "The stack keeps running (logs in .run/stack); see it with: make status; stop it with: make down"
 
 up: $(STAMP) ## run Kafka, the topics, both emulators and a worker in the background (.run/stack)
 	deploy/run/stack.sh up
