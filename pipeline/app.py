@@ -8,6 +8,9 @@ import faust
 
 from pipeline.settings import Settings
 
+#: Changelog records that may wait to be produced before Faust holds the stream back.
+PRODUCER_BUFFER = 5_000
+
 #: A stage registers its agents, topics and tables on an app.
 Stage = Callable[[faust.App, Settings], None]
 
@@ -20,8 +23,9 @@ def broker_url(settings: Settings) -> str:
 def build_app(settings: Settings, stages: Iterable[Stage] = ()) -> faust.App:
     """Build a Faust app for ``settings`` with ``stages`` registered on it.
 
-    Offsets are committed by Faust only after an event's processing has finished; agents run
-    with concurrency 1 so a partition is never committed past an event still in flight.
+    Agents run with concurrency 1 and ack an event only once the records it caused are
+    acknowledged by the broker (:class:`pipeline.stages.window.AckWindow`), so Faust never
+    commits an offset past an event still in flight. Sends linger 5 ms to travel in batches.
     """
     app = faust.App(
         settings.app_id,
@@ -37,12 +41,15 @@ def build_app(settings: Settings, stages: Iterable[Stage] = ()) -> faust.App:
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        broker_commit_every=100,
+        producer_linger_ms=5,
+        broker_commit_every=1_000,
         broker_commit_interval=1.0,
         web_enabled=False,
         web_port=settings.web_port,
         logging_config=None,
     )
+    # table changelog records wait in this buffer; at 100 (Faust's default) it stalls the stream
+    app.producer.buffer.max_messages = PRODUCER_BUFFER
     for stage in stages:
         stage(app, settings)
     return app

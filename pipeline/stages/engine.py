@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
@@ -31,6 +31,7 @@ import faust
 from faust.types import TableT
 
 from pipeline.app import Stage
+from pipeline.crm_facts import Directories, with_crm_facts
 from pipeline.plan import Alert, MailboxRules, Plan, apply_outcome, plan
 from pipeline.settings import Settings
 from pipeline.stages.guard import (
@@ -42,6 +43,7 @@ from pipeline.stages.guard import (
     resume,
 )
 from pipeline.stages.publish import Publisher, utc_now
+from pipeline.stages.window import AckWindow, SendFailedError, WindowSize, manual_acks
 from pipeline.state import LinkState, decode_link, encode_link, index_key, link_key
 from pipeline.topics import CHANGES_CRM, CHANGES_OUTLOOK, OUTCOMES, topic_name
 from schemas.codec import loads
@@ -120,10 +122,15 @@ def engine_stage(
     clock: Callable[[], str] = utc_now,
     guard: GuardPolicy | None = None,
     wall: Callable[[], float] = time.time,
+    directories: Directories | None = None,
+    window: WindowSize | None = None,
 ) -> Stage:
     """The engine stage, planning with the mailbox rules from ``rules`` and pausing a mailbox
-    whose side reports a mass delete (``guard``; default :class:`GuardPolicy`)."""
+    whose side reports a mass delete (``guard``; default :class:`GuardPolicy`). With
+    ``directories``, a first-seen Outlook email is planned with its CRM facts (replied-to CRM
+    email, tracking token, address owners) from its organisation's directory."""
     policy = guard or GuardPolicy()
+    size = window or WindowSize()
 
     def register(app: faust.App, settings: Settings) -> None:
         store = LinkStore(
@@ -159,7 +166,7 @@ def engine_stage(
                 state = guard_state(mailbox_id)
                 save_guard(mailbox_id, state, state.count_links(delta["outlook"], delta["crm"]))
 
-        async def handle(event: faust.EventT[bytes]) -> None:
+        async def handle(event: faust.EventT[bytes], sends: list[Awaitable[object]]) -> None:
             raw = event.value
             if event.message.topic == outcomes_name:
                 outcome = loads(WriteOutcome, raw, check=False)
@@ -168,7 +175,7 @@ def engine_stage(
                 if link is None:
                     return
                 result = apply_outcome(link, outcome, mbx, clock())
-                await publisher.emit(result.actions)
+                sends += await publisher.emit(result.actions)
                 store_plan(outcome.mailbox_id, link, result)
                 return
             control = _header(event, CONTROL_HEADER)
@@ -179,7 +186,8 @@ def engine_stage(
             mailbox_id = change.mailbox_id or (event.key or b"").decode()
             found = rules.rules_for(mailbox_id)
             if found is None:
-                await publisher.poison(event, _refusal(rules, mailbox_id), reason="refused")
+                refusal = _refusal(rules, mailbox_id)
+                sends.append(await publisher.poison(event, refusal, reason="refused"))
                 return
             link = store.find(change, mailbox_id)
             state = guard_state(mailbox_id)
@@ -193,15 +201,19 @@ def engine_stage(
                     f"linked items deleted within {policy.window_s:g}s; mailbox paused, "
                     "changes parked on dlq until resumed"
                 )
-                await publisher.emit([Alert(mailbox_id, reason, change.change_id)])
+                sends += await publisher.emit([Alert(mailbox_id, reason, change.change_id)])
             if verdict != "apply":
                 pause = [(PAUSE_HEADER, new.pause_id.encode())]
-                await publisher.poison(event, "mailbox paused", reason="paused", extra=pause)
+                sends.append(
+                    await publisher.poison(event, "mailbox paused", reason="paused", extra=pause)
+                )
                 save_guard(mailbox_id, state, new)
                 return
             save_guard(mailbox_id, state, new)
+            if directories is not None:
+                found = await with_crm_facts(change, link, found, directories)
             result = plan(change, link, found, clock())
-            await publisher.emit(result.actions)
+            sends += await publisher.emit(result.actions)
             store_plan(mailbox_id, link, result)
 
         async def _control(event: faust.EventT[bytes], command: bytes) -> None:
@@ -214,13 +226,19 @@ def engine_stage(
             save_guard(mailbox_id, state, resume(state))
 
         async def run(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-            async for event in stream.events():
-                try:
-                    await handle(event)
-                except Exception as exc:  # poison: park it, keep going
-                    log.warning("poison record on %s: %s", event.message.topic, exc)
-                    await publisher.poison(event, f"{type(exc).__name__}: {exc}")
-                yield None
+            manual = manual_acks(stream)
+            async with AckWindow(manual, max_events=size.events, max_delay_s=size.delay_s) as held:
+                async for event in manual.events():
+                    sends: list[Awaitable[object]] = []
+                    try:
+                        await handle(event, sends)
+                    except SendFailedError:
+                        raise
+                    except Exception as exc:  # poison: park it, keep going
+                        log.warning("poison record on %s: %s", event.message.topic, exc)
+                        sends.append(await publisher.poison(event, f"{type(exc).__name__}: {exc}"))
+                    await held.add(event, sends)
+                    yield None
 
         app.agent(source, name="engine", concurrency=1)(run)
 

@@ -3,15 +3,16 @@
 One agent (concurrency 1) routes each record with :func:`pipeline.fanout_rules.fan_out` to the
 mailboxes of its organisation whose filters hold it, or held it (a ``left_filter`` copy). Who
 holds a record lives in the ``fanout-members`` table, keyed like ``crm.raw`` (the record id),
-so its changelog is co-partitioned with the source. Every copy is acknowledged by the broker
-before the membership is written and the event is done; a record that cannot be decoded or
-routed goes to ``dlq`` with the error and its origin, and processing continues.
+so its changelog is co-partitioned with the source. A record's offset is committed only once
+every copy is acknowledged by the broker (:class:`pipeline.stages.window.AckWindow`); a record
+that cannot be decoded or routed goes to ``dlq`` with the error and its origin, and processing
+continues.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -25,14 +26,9 @@ from pipeline.app import Stage
 from pipeline.fanout_rules import FanOut, MailboxFilters, fan_out, parse_for_table
 from pipeline.rules.fetchxml import FetchQuery
 from pipeline.settings import Settings
-from pipeline.stages.publish import (
-    DLQ_ERROR,
-    DLQ_OFFSET,
-    DLQ_PARTITION,
-    DLQ_REASON,
-    DLQ_TOPIC,
-)
-from pipeline.topics import CHANGES_CRM, CRM_RAW, DLQ, topic_name
+from pipeline.stages.publish import Publisher
+from pipeline.stages.window import AckWindow, WindowSize, manual_acks
+from pipeline.topics import CHANGES_CRM, CRM_RAW, topic_name
 from schemas.codec import dumps, loads
 from schemas.models import FilterRecord, ItemChange, Mailbox
 
@@ -102,21 +98,11 @@ def route(
     return fan_out(change, targets, previous, now, parse)
 
 
-def _headers(event: faust.EventT[bytes], error: str) -> list[tuple[str, bytes]]:
-    msg = event.message
-    return [
-        (DLQ_REASON, b"poison"),
-        (DLQ_ERROR, error.encode("utf-8", errors="replace")[:4096]),
-        (DLQ_TOPIC, str(msg.topic).encode()),
-        (DLQ_PARTITION, str(msg.partition).encode()),
-        (DLQ_OFFSET, str(msg.offset).encode()),
-    ]
-
-
 def fanout_stage(
     mailboxes: MailboxDirectory,
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    window: WindowSize | None = None,
 ) -> Stage:
     """The fan-out stage over ``mailboxes``; ``clock`` (aware) feeds the date operators."""
 
@@ -126,10 +112,11 @@ def fanout_stage(
         )
         source = app.topic(topic_name(CRM_RAW, settings.kafka), key_type=bytes, value_type=bytes)
         sink = app.topic(topic_name(CHANGES_CRM, settings.kafka), key_type=bytes, value_type=bytes)
-        dlq = app.topic(topic_name(DLQ, settings.kafka), key_type=bytes, value_type=bytes)
+        publisher = Publisher.on(app, settings)
         parse = lru_cache(maxsize=PARSE_CACHE_SIZE)(parse_for_table)
+        size = window or WindowSize()
 
-        async def handle(event: faust.EventT[bytes]) -> None:
+        async def handle(event: faust.EventT[bytes], sends: list[Awaitable[object]]) -> None:
             change = loads(ItemChange, event.value, check=False)
             key = event.key if isinstance(event.key, bytes) else change.item_id.encode()
             previous = decode_members(members.get(key))
@@ -137,10 +124,8 @@ def fanout_stage(
             for problem in result.problems:
                 log.warning("fan-out of %s: %s", change.item_id, problem)
             for delivery in result.deliveries:
-                sent = await sink.send(
-                    key=delivery.mailbox_id.encode(), value=dumps(delivery.change)
-                )
-                await sent
+                mailbox_key = delivery.mailbox_id.encode()
+                sends.append(await publisher.send(sink, mailbox_key, dumps(delivery.change)))
             if result.members != previous:
                 if result.members:
                     members[key] = encode_members(result.members)
@@ -148,18 +133,17 @@ def fanout_stage(
                     del members[key]
 
         async def run(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-            async for event in stream.events():
-                try:
-                    await handle(event)
-                except Exception as exc:  # poison: park it, keep going
-                    log.warning("poison record on %s: %s", event.message.topic, exc)
-                    msg = event.message
-                    key = msg.key if isinstance(msg.key, bytes) else None
-                    value = msg.value if isinstance(msg.value, bytes) else b""
-                    headers = _headers(event, f"{type(exc).__name__}: {exc}")
-                    sent = await dlq.send(key=key, value=value, headers=headers)
-                    await sent
-                yield None
+            manual = manual_acks(stream)
+            async with AckWindow(manual, max_events=size.events, max_delay_s=size.delay_s) as held:
+                async for event in manual.events():
+                    sends: list[Awaitable[object]] = []
+                    try:
+                        await handle(event, sends)
+                    except Exception as exc:  # poison: park it, keep going
+                        log.warning("poison record on %s: %s", event.message.topic, exc)
+                        sends.append(await publisher.poison(event, f"{type(exc).__name__}: {exc}"))
+                    await held.add(event, sends)
+                    yield None
 
         app.agent(source, name="fanout", concurrency=1)(run)
 

@@ -1,14 +1,15 @@
 """Sending the planner's actions: commands to the writers, change events (CloudEvents binary
 mode) to ``events.v1``, conflicts to ``conflicts``, alerts and poison records to ``dlq``.
 
-Every send is awaited until the broker acknowledged it, so the consumed offset that caused it
-can be committed only after the effect is durable.
+Sends are not awaited here: each method returns the futures of the records it sent, which the
+stage hands to its :class:`pipeline.stages.window.AckWindow` with the event that caused them, so
+that event's offset is committed only after they are durable.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -70,27 +71,33 @@ class Publisher:
             topic(app, settings, DLQ),
         )
 
-    async def emit(self, actions: Iterable[Action]) -> None:
-        """Send every action of a plan, each acknowledged before returning."""
+    async def emit(self, actions: Iterable[Action]) -> list[Awaitable[object]]:
+        """Send every action of a plan, in order; the futures of their acknowledgements."""
+        sent: list[Awaitable[object]] = []
         for action in actions:
             if isinstance(action, WriteCommand):
                 dst = self.commands_crm if action.target == "crm" else self.commands_outlook
-                await self._send(dst, action.mailbox_id.encode(), dumps(action))
+                sent.append(await self.send(dst, action.mailbox_id.encode(), dumps(action)))
             elif isinstance(action, ChangeEvent):
                 headers, value = event_to_kafka(action)
-                await self._send(self.events, action.data.mailbox_id.encode(), value, headers)
+                key = action.data.mailbox_id.encode()
+                sent.append(await self.send(self.events, key, value, headers))
             elif isinstance(action, ConflictEntry):
-                await self._send(self.conflicts, action.mailbox_id.encode(), action.to_json())
+                key = action.mailbox_id.encode()
+                sent.append(await self.send(self.conflicts, key, action.to_json()))
             elif isinstance(action, Alert):
                 log.warning("alert for mailbox %s: %s", action.mailbox_id, action.reason)
-                await self._send(
-                    self.dlq,
-                    action.mailbox_id.encode(),
-                    orjson.dumps(action),
-                    [(DLQ_REASON, b"alert"), (DLQ_ERROR, action.reason.encode()[:4096])],
+                sent.append(
+                    await self.send(
+                        self.dlq,
+                        action.mailbox_id.encode(),
+                        orjson.dumps(action),
+                        [(DLQ_REASON, b"alert"), (DLQ_ERROR, action.reason.encode()[:4096])],
+                    )
                 )
             elif isinstance(action, Drop):
                 log.debug("dropped: %s", action.reason)
+        return sent
 
     async def poison(
         self,
@@ -98,7 +105,7 @@ class Publisher:
         error: str,
         reason: str = "poison",
         extra: Iterable[tuple[str, bytes]] = (),
-    ) -> None:
+    ) -> Awaitable[object]:
         """Park the original record in ``dlq`` with the error and where it came from."""
         msg = event.message
         headers = [
@@ -111,14 +118,14 @@ class Publisher:
         ]
         key = msg.key if isinstance(msg.key, bytes) else None
         value = msg.value if isinstance(msg.value, bytes) else b""
-        await self._send(self.dlq, key, value, headers)
+        return await self.send(self.dlq, key, value, headers)
 
-    async def _send(
+    async def send(
         self,
         dst: faust.TopicT,
         key: bytes | None,
         value: bytes,
         headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        sent = await dst.send(key=key, value=value, headers=headers)
-        await sent
+    ) -> Awaitable[object]:
+        """Hand one record to the producer; the future of its acknowledgement."""
+        return await dst.send(key=key, value=value, headers=headers)

@@ -1,11 +1,12 @@
 """The writer stage: ``commands.crm`` / ``commands.outlook`` → a CommandSink → ``outcomes``.
 
 The sink comes from a factory handed to the stage, so tests plug in the in-memory side and
-production the Graph / Dataverse writers. An outcome is acknowledged by the broker before the
-command's offset may be committed. While the other side is unreachable or throttling, a command
-is retried without limit (:mod:`pipeline.stages.retry`: the partition waits, order holds, nothing
-is lost while offline); any other error is retried ``max_attempts`` times, then the command is
-parked in ``dlq`` for replay.
+production the Graph / Dataverse writers. A command's offset is committed only once its
+outcome is acknowledged by the broker (:class:`pipeline.stages.window.AckWindow`). While the
+other side is unreachable or throttling, a command is retried without limit
+(:mod:`pipeline.stages.retry`: the partition waits, order holds, nothing is lost while
+offline); any other error is retried ``max_attempts`` times, then the command is parked in
+``dlq`` for replay.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pipeline.app import Stage
 from pipeline.settings import Settings
 from pipeline.stages.publish import Publisher, topic
 from pipeline.stages.retry import WritePolicy, apply_with_retries
+from pipeline.stages.window import AckWindow, WindowSize, manual_acks
 from pipeline.topics import COMMANDS_CRM, COMMANDS_OUTLOOK, OUTCOMES, topic_name
 from schemas.codec import dumps, loads
 from schemas.models import WriteCommand, WriteOutcome
@@ -31,10 +33,13 @@ log = logging.getLogger(__name__)
 SinkFactory = Callable[[Side, str, str], CommandSink]
 
 
-def writers_stage(sinks: SinkFactory, policy: WritePolicy | None = None) -> Stage:
+def writers_stage(
+    sinks: SinkFactory, policy: WritePolicy | None = None, window: WindowSize | None = None
+) -> Stage:
     """The writer stage applying commands through ``sinks`` with ``policy`` (default
     :class:`WritePolicy`)."""
     retries = policy or WritePolicy()
+    size = window or WindowSize()
 
     def register(app: faust.App, settings: Settings) -> None:
         publisher = Publisher.on(app, settings)
@@ -51,18 +56,20 @@ def writers_stage(sinks: SinkFactory, policy: WritePolicy | None = None) -> Stag
             return await apply_with_retries(sink, command, retries)
 
         async def run(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-            async for event in stream.events():
-                try:
-                    command = loads(WriteCommand, event.value, check=False)
-                    outcome = await apply(command)
-                except Exception as exc:
-                    log.warning("command parked on dlq: %s", exc)
-                    await publisher.poison(event, f"{type(exc).__name__}: {exc}")
+            manual = manual_acks(stream)
+            async with AckWindow(manual, max_events=size.events, max_delay_s=size.delay_s) as held:
+                async for event in manual.events():
+                    try:
+                        command = loads(WriteCommand, event.value, check=False)
+                        outcome = await apply(command)
+                    except Exception as exc:
+                        log.warning("command parked on dlq: %s", exc)
+                        sent = await publisher.poison(event, f"{type(exc).__name__}: {exc}")
+                    else:
+                        key = command.mailbox_id.encode()
+                        sent = await publisher.send(outcomes, key, dumps(outcome))
+                    await held.add(event, [sent])
                     yield None
-                    continue
-                sent = await outcomes.send(key=command.mailbox_id.encode(), value=dumps(outcome))
-                await sent
-                yield None
 
         app.agent(source, name="writers", concurrency=1)(run)
 

@@ -10,6 +10,7 @@ from connectors.base import outcome_for
 from connectors.errors import BadRequestError, ThrottledError, TransientError
 from connectors.memory import MemorySide, MemorySink
 from pipeline.stages.retry import GaveUpError, WritePolicy, apply_with_retries, transient
+from pipeline.stages.window import WindowSize
 from schemas.models import WriteCommand, WriteOutcome
 
 COMMAND = WriteCommand(
@@ -105,3 +106,9 @@ def test_what_counts_as_transient() -> None:
 def test_garbage_policy_is_refused(first_s: float, cap_s: float, max_attempts: int) -> None:
     with pytest.raises(ValueError, match="must"):
         WritePolicy(first_s=first_s, cap_s=cap_s, max_attempts=max_attempts)
+
+
+@pytest.mark.parametrize(("events", "delay_s"), [(0, 0.005), (10, 0.0), (10, 2.0)])
+def test_garbage_window_sizes_are_refused(events: int, delay_s: float) -> None:
+    with pytest.raises(ValueError, match="a window needs"):
+        WindowSize(events=events, delay_s=delay_s)
