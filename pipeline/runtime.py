@@ -37,9 +37,10 @@ from connectors.http import RetryPolicy
 from connectors.store import KafkaCursorStore, KafkaPublisher
 from pipeline.app import build_app
 from pipeline.config_store import ConfigSnapshot
+from pipeline.crm_directory import CrmDirectory
 from pipeline.rules_source import ConfigDirectory, ConfigRules
 from pipeline.settings import Settings
-from pipeline.sinks import Connections
+from pipeline.sinks import Connections, UnknownOrganisationError
 from pipeline.stages.engine import engine_stage
 from pipeline.stages.fanout import fanout_stage
 from pipeline.stages.writers import writers_stage
@@ -178,7 +179,7 @@ class Pipeline:
         await self._connections.start()
         stages = [
             fanout_stage(ConfigDirectory(lambda: self._config)),
-            engine_stage(ConfigRules(lambda: self._config)),
+            engine_stage(ConfigRules(lambda: self._config), directories=self._directory),
             writers_stage(self._connections),
         ]
         self._app = build_app(settings, stages)
@@ -337,6 +338,15 @@ class Pipeline:
                 await asyncio.sleep(self.options.outlook_poll_s)
 
         await _supervise(f"Outlook reader {mailbox_id}", loop, self.options.restart_delay_s)
+
+    async def _directory(self, org_id: str) -> CrmDirectory | None:
+        """The CRM directory of ``org_id`` (None: the organisation is not configured)."""
+        if self._connections is None:
+            return None
+        try:
+            return await self._connections.directory(org_id)
+        except UnknownOrganisationError:
+            return None
 
     async def _streams_for(self, mailbox_id: str) -> list[GraphDeltaSource]:
         cached = self._streams.get(mailbox_id)
