@@ -56,6 +56,9 @@ from schemas.types import CrmTable, Kind
 
 log = logging.getLogger(__name__)
 
+#: Cursor-store key prefix of the mailboxes an organisation's CRM rows were delivered to.
+MEMBERS_KEY = "crm-members:"
+
 #: The Outlook kinds with Graph webhooks (To Do has none for app-only access).
 WEBHOOK_KINDS: tuple[Kind, ...] = ("email", "contact", "appointment")
 
@@ -281,29 +284,59 @@ class Pipeline:
 
     async def _refresh_crm(self, snapshot: ConfigSnapshot) -> None:
         assert self._connections is not None
-        orgs = {m.org_id for m in self.enabled_mailboxes()}
-        wanted = {(org, table) for org in orgs for table in self.options.crm_tables}
-        gone = [self._crm_tasks.pop(key) for key in list(self._crm_tasks) if key not in wanted]
+        members: dict[str, set[str]] = {}
+        for m in self.enabled_mailboxes():
+            members.setdefault(m.org_id, set()).add(m.mailbox_id)
+        wanted = {(org, table) for org in members for table in self.options.crm_tables}
+        behind = {key for key in wanted if members[key[0]] - self._known_members(*key)}
+        gone = [
+            self._crm_tasks.pop(key)
+            for key in list(self._crm_tasks)
+            if key not in wanted or key in behind
+        ]
         await _cancel(gone)
         for org_id, table in sorted(wanted - set(self._crm_tasks)):
             client = await self._connections.dataverse(org_id)
             source = DataverseChangeSource(client, org_id=org_id, table=table)
-            self._crm_tasks[(org_id, table)] = asyncio.create_task(self._run_crm(source))
+            # rows that already exist must reach a mailbox that joined the organisation
+            resync = frozenset(members[org_id]) if (org_id, table) in behind else None
+            self._crm_tasks[(org_id, table)] = asyncio.create_task(self._run_crm(source, resync))
 
-    async def _run_crm(self, source: DataverseChangeSource) -> None:
+    def _known_members(self, org_id: str, table: str) -> set[str]:
+        """The mailboxes the table's CRM rows were last fully delivered to."""
+        assert self._cursors is not None
+        raw = self._cursors.get(f"{MEMBERS_KEY}{org_id}:{table}")
+        return set(raw.split("\n")) if raw else set()
+
+    async def _run_crm(
+        self, source: DataverseChangeSource, resync: frozenset[str] | None = None
+    ) -> None:
         assert self._publisher is not None and self._cursors is not None
+        cursors = self._cursors
         reader = CrmTableReader(
             source,
             self._publisher,
-            self._cursors,
+            cursors,
             raw_topic=topic_name(CRM_RAW, self._kafka),
         )
         interval = self.options.crm_poll_s
-        await _supervise(
-            f"CRM reader {source.stream_id}",
-            lambda: reader.run(interval_s=interval),
-            self.options.restart_delay_s,
-        )
+        pending = resync
+
+        async def body() -> None:
+            nonlocal pending
+            if pending is not None:
+                result = await reader.resync()
+                log.info(
+                    "%s: %d row(s) published again for new mailboxes",
+                    reader.cursor_key,
+                    result.published,
+                )
+                key = f"{MEMBERS_KEY}{source.org_id}:{source.table}"
+                await cursors.put(key, "\n".join(sorted(pending)))  # after: a crash resyncs
+                pending = None
+            await reader.run(interval_s=interval)
+
+        await _supervise(f"CRM reader {source.stream_id}", body, self.options.restart_delay_s)
 
     async def _refresh_mailboxes(self) -> None:
         wanted = {m.mailbox_id for m in self.enabled_mailboxes()}

@@ -79,6 +79,11 @@ class CrmTableReader:
             log.warning("%s: change token expired; full sync", self.cursor_key)
             return await self._round(None)
 
+    async def resync(self) -> RoundResult:
+        """A full read that publishes every row again, seen or not (a mailbox joined: rows
+        it should hold already exist). Downstream drops what it already has by version."""
+        return await self._round(None, republish=True)
+
     async def run(self, *, interval_s: float, stop: asyncio.Event | None = None) -> None:
         """Rounds every ``interval_s`` until ``stop`` is set (retriable errors are retried)."""
         stop = stop or asyncio.Event()
@@ -97,7 +102,7 @@ class CrmTableReader:
         prefix = seen_prefix(self.cursor_key)
         return {k[len(prefix) :]: v for k, v in self._cursors.items(prefix)}
 
-    async def _round(self, cursor: str | None) -> RoundResult:
+    async def _round(self, cursor: str | None, *, republish: bool = False) -> RoundResult:
         result = RoundResult(self.cursor_key, full_sync=cursor is None)
         seen = self._seen()
         present: set[str] = set()
@@ -108,7 +113,7 @@ class CrmTableReader:
             for change in batch.changes:
                 if change.op == "upsert":
                     present.add(change.item_id)
-                    if seen.get(change.item_id) == change.version:
+                    if not republish and seen.get(change.item_id) == change.version:
                         result.skipped += 1
                         continue
                 elif change.item_id not in seen:

@@ -187,6 +187,14 @@ async def open_world(
         await dataverse.close()
 
 
+async def register(w: World, n: int) -> User:
+    """Seed and register test user ``n`` in a running world (its pipeline sees it on refresh)."""
+    run = w.settings.kafka.topic_prefix.split(".")[1]
+    user = await _register(w.http, w.store, w.graph, w.dataverse, run, n)
+    w.users.append(user)
+    return user
+
+
 async def _register(
     http: httpx.AsyncClient, store: ConfigStore, graph_url: str, dv_url: str, run: str, n: int
 ) -> User:
