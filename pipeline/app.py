@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import faust
+from faust.types import ProducerT
 
 from pipeline.settings import Settings
 
@@ -20,6 +21,22 @@ def broker_url(settings: Settings) -> str:
     return ";".join(f"kafka://{hostport}" for hostport in settings.kafka.bootstrap.split(","))
 
 
+class App(faust.App):
+    """A Faust app whose sends reach a running producer without yielding to the event loop.
+
+    Faust's own ``maybe_start_producer`` guards every send (table changelogs included) against
+    concurrent starts by yielding to the loop three times, which costs more than the send itself.
+    """
+
+    async def maybe_start_producer(self) -> ProducerT:
+        """The producer, started first if it is not running yet."""
+        producer = self.producer
+        if producer.started and not self.in_transaction:
+            return producer
+        started: ProducerT = await super().maybe_start_producer()
+        return started
+
+
 def build_app(settings: Settings, stages: Iterable[Stage] = ()) -> faust.App:
     """Build a Faust app for ``settings`` with ``stages`` registered on it.
 
@@ -27,7 +44,7 @@ def build_app(settings: Settings, stages: Iterable[Stage] = ()) -> faust.App:
     acknowledged by the broker (:class:`pipeline.stages.window.AckWindow`), so Faust never
     commits an offset past an event still in flight. Sends linger 5 ms to travel in batches.
     """
-    app = faust.App(
+    app = App(
         settings.app_id,
         broker=broker_url(settings),
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import faust
 import orjson
+from faust.types import ProducerT
 
 from pipeline.plan import Action, Alert, ConflictEntry, Drop
 from pipeline.settings import Settings
@@ -127,5 +128,10 @@ class Publisher:
         value: bytes,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> Awaitable[object]:
-        """Hand one record to the producer; the future of its acknowledgement."""
-        return await dst.send(key=key, value=value, headers=headers)
+        """Hand one record to the app's producer; the future of its acknowledgement.
+
+        Straight to the producer: Faust's ``Topic.send`` path costs several event-loop turns
+        per record, more than the send itself.
+        """
+        producer: ProducerT = await dst.app.maybe_start_producer()
+        return await producer.send(dst.get_topic_name(), key, value, None, None, headers)
