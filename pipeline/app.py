@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import faust
-from faust.types import ProducerT
+from faust.types import CodecArg, FutureMessage, ProducerT
 
 from pipeline.settings import Settings
 
@@ -35,6 +36,53 @@ class App(faust.App):
             return producer
         started: ProducerT = await super().maybe_start_producer()
         return started
+
+
+class DurableTable(faust.Table[bytes, bytes]):
+    """A table (bytes keys and values) that hands out the changelog sends of its writes.
+
+    Faust commits an offset after a plain producer flush, which does not surface a failed
+    changelog send. A stage holding its events in an
+    :class:`pipeline.stages.window.AckWindow` adds :meth:`take_writes` to what an event caused,
+    so the event is acked only once its state changes are durable, and a refused write stops
+    the worker like a refused output.
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._writes: list[FutureMessage] = []
+
+    def send_changelog(
+        self,
+        partition: int | None,
+        key: Any,
+        value: Any,
+        key_serializer: CodecArg | None = None,
+        value_serializer: CodecArg | None = None,
+    ) -> FutureMessage:
+        """Send the change as Faust does, and remember its future."""
+        sent = super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        self._writes.append(sent)
+        return sent
+
+    def take_writes(self) -> list[FutureMessage]:
+        """The changelog sends since the last call (their acknowledgement futures)."""
+        writes, self._writes = self._writes, []
+        return writes
+
+
+def durable_table(app: faust.App, name: str) -> DurableTable:
+    """Declare a :class:`DurableTable` called ``name`` on ``app`` (missing keys read None)."""
+    table = DurableTable(
+        app,
+        name=name,
+        default=None,
+        beacon=app.tables.beacon,
+        key_type=bytes,
+        value_type=bytes,
+    )
+    app.tables.add(table)
+    return table
 
 
 def build_app(settings: Settings, stages: Iterable[Stage] = ()) -> faust.App:

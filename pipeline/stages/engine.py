@@ -30,7 +30,7 @@ from typing import Protocol, runtime_checkable
 import faust
 from faust.types import TableT
 
-from pipeline.app import Stage
+from pipeline.app import Stage, durable_table
 from pipeline.crm_facts import Directories, with_crm_facts
 from pipeline.plan import Alert, MailboxRules, Plan, apply_outcome, plan
 from pipeline.settings import Settings
@@ -133,13 +133,10 @@ def engine_stage(
     size = window or WindowSize()
 
     def register(app: faust.App, settings: Settings) -> None:
-        store = LinkStore(
-            app.Table("links", default=None, key_type=bytes, value_type=bytes),
-            app.Table("link-index", default=None, key_type=bytes, value_type=bytes),
-        )
-        guards: TableT[bytes, bytes] = app.Table(
-            "guard", default=None, key_type=bytes, value_type=bytes
-        )
+        links = durable_table(app, "links")
+        index = durable_table(app, "link-index")
+        guards = durable_table(app, "guard")
+        store = LinkStore(links, index)
         publisher = Publisher.on(app, settings)
         outcomes_name = topic_name(OUTCOMES, settings.kafka)
         source = app.topic(
@@ -237,6 +234,8 @@ def engine_stage(
                     except Exception as exc:  # poison: park it, keep going
                         log.warning("poison record on %s: %s", event.message.topic, exc)
                         sends.append(await publisher.poison(event, f"{type(exc).__name__}: {exc}"))
+                    for table in (links, index, guards):
+                        sends += table.take_writes()
                     await held.add(event, sends)
                     yield None
 

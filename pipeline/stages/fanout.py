@@ -20,9 +20,8 @@ from typing import Protocol
 
 import faust
 import orjson
-from faust.types import TableT
 
-from pipeline.app import Stage
+from pipeline.app import Stage, durable_table
 from pipeline.fanout_rules import FanOut, MailboxFilters, fan_out, parse_for_table
 from pipeline.rules.fetchxml import FetchQuery
 from pipeline.settings import Settings
@@ -107,9 +106,7 @@ def fanout_stage(
     """The fan-out stage over ``mailboxes``; ``clock`` (aware) feeds the date operators."""
 
     def register(app: faust.App, settings: Settings) -> None:
-        members: TableT[bytes, bytes] = app.Table(
-            "fanout-members", default=None, key_type=bytes, value_type=bytes
-        )
+        members = durable_table(app, "fanout-members")
         source = app.topic(topic_name(CRM_RAW, settings.kafka), key_type=bytes, value_type=bytes)
         sink = app.topic(topic_name(CHANGES_CRM, settings.kafka), key_type=bytes, value_type=bytes)
         publisher = Publisher.on(app, settings)
@@ -142,7 +139,7 @@ def fanout_stage(
                     except Exception as exc:  # poison: park it, keep going
                         log.warning("poison record on %s: %s", event.message.topic, exc)
                         sends.append(await publisher.poison(event, f"{type(exc).__name__}: {exc}"))
-                    await held.add(event, sends)
+                    await held.add(event, [*sends, *members.take_writes()])
                     yield None
 
         app.agent(source, name="fanout", concurrency=1)(run)

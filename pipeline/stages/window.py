@@ -97,11 +97,12 @@ class AckWindow:
         return len(self._pending)
 
     async def add(self, event: faust.EventT[Any], sends: Iterable[Awaitable[Any]]) -> None:
-        """Hold ``event`` until ``sends`` are acknowledged; flush if the window is full."""
+        """Hold ``event`` until ``sends`` are acknowledged; acks the events whose sends are done
+        and, while the window is full, waits for the oldest."""
         self.check()
         self._pending.append((event, list(sends), time.monotonic()))
         if len(self._pending) >= self._max:
-            await self.flush()
+            await self._release(wait=True)
 
     def check(self) -> None:
         """Raise if a flush failed (nothing after the failed event may be acked)."""
@@ -111,17 +112,31 @@ class AckWindow:
     async def flush(self) -> None:
         """Wait for every held event's sends, acking each event in order as they complete."""
         async with self._lock:
-            while self._pending:
-                self.check()
-                event, sends, _ = self._pending[0]
-                if sends:
-                    try:
-                        await asyncio.gather(*sends)
-                    except Exception as exc:
-                        await self._fail(event, exc)
-                        raise SendFailedError(str(exc)) from exc
-                self._pending.popleft()
-                await self._stream.ack(event)
+            await self._ack_while(lambda: True)
+
+    async def _release(self, *, wait: bool) -> None:
+        """Ack the oldest events whose sends are done; with ``wait``, first wait for the oldest
+        events until the window has room."""
+        async with self._lock:
+            if wait:
+                await self._ack_while(lambda: len(self._pending) >= self._max)
+            await self._ack_while(self._head_done)
+
+    def _head_done(self) -> bool:
+        return all(_done(sent) for sent in self._pending[0][1])
+
+    async def _ack_while(self, more: Callable[[], bool]) -> None:
+        while self._pending and more():
+            self.check()
+            event, sends, _ = self._pending[0]
+            for sent in sends:
+                try:
+                    await sent
+                except Exception as exc:
+                    await self._fail(event, exc)
+                    raise SendFailedError(str(exc)) from exc
+            self._pending.popleft()
+            await self._stream.ack(event)
 
     async def _fail(self, event: faust.EventT[Any], exc: BaseException) -> None:
         """Stop for good: nothing held is acked; the agent stops; ``on_fatal`` is told."""
@@ -164,6 +179,10 @@ class AckWindow:
             raise SendFailedError(f"a send failed: {self.failure}") from self.failure
         if exc is None and self.failure is None:
             await self.flush()
+
+
+def _done(sent: Awaitable[Any]) -> bool:
+    return isinstance(sent, asyncio.Future) and sent.done()
 
 
 def _where(event: faust.EventT[Any]) -> str:
