@@ -13,6 +13,11 @@ from pipeline.settings import Settings
 #: Changelog records that may wait to be produced before Faust holds the stream back.
 PRODUCER_BUFFER = 5_000
 
+#: How long a send waits for others to share its produce request. Fewer, larger requests cost
+#: the worker less CPU per record (bench: 20 ms takes ~15% off the engine's cost per change
+#: against 5 ms) and add that much latency per hop, far below the one-second budget.
+LINGER_MS = 20
+
 #: A stage registers its agents, topics and tables on an app.
 Stage = Callable[[faust.App, Settings], None]
 
@@ -90,7 +95,8 @@ def build_app(settings: Settings, stages: Iterable[Stage] = ()) -> faust.App:
 
     Agents run with concurrency 1 and ack an event only once the records it caused are
     acknowledged by the broker (:class:`pipeline.stages.window.AckWindow`), so Faust never
-    commits an offset past an event still in flight. Sends linger 5 ms to travel in batches.
+    commits an offset past an event still in flight. Sends linger :data:`LINGER_MS` to travel
+    in batches.
     """
     app = App(
         settings.app_id,
@@ -106,7 +112,7 @@ def build_app(settings: Settings, stages: Iterable[Stage] = ()) -> faust.App:
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        producer_linger_ms=5,
+        producer_linger_ms=LINGER_MS,
         broker_commit_every=1_000,
         broker_commit_interval=1.0,
         web_enabled=False,

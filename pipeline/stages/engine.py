@@ -44,7 +44,14 @@ from pipeline.stages.guard import (
 )
 from pipeline.stages.publish import Publisher, utc_now
 from pipeline.stages.window import AckWindow, SendFailedError, WindowSize, manual_acks
-from pipeline.state import LinkState, decode_link, encode_link, index_key, link_key
+from pipeline.state import (
+    LinkState,
+    correlation_id_for,
+    decode_link,
+    encode_link,
+    index_key,
+    link_key,
+)
 from pipeline.topics import CHANGES_CRM, CHANGES_OUTLOOK, OUTCOMES, topic_name
 from schemas.codec import loads
 from schemas.models import ItemChange, WriteOutcome
@@ -85,22 +92,35 @@ class LinkStore:
         return decode_link(raw) if raw is not None else None
 
     def find(self, change: ItemChange, mailbox_id: str) -> LinkState | None:
-        """The link of ``change``'s item: by the index, else by the correlation stamp."""
-        corr = self.index.get(index_key(mailbox_id, change.side, change.item_id).encode())
+        """The link of ``change``'s item: by the index, else the link its first sight on this
+        side created (whose id is derived, so it needs no index entry), else by the
+        correlation stamp."""
+        side, item_id = change.side, change.item_id
+        corr = self.index.get(index_key(mailbox_id, side, item_id).encode())
         if corr is not None:
             return self.get(mailbox_id, bytes(corr).decode())
+        derived = self.get(mailbox_id, correlation_id_for(mailbox_id, side, item_id))
+        if derived is not None and derived.side(side).item_id == item_id:
+            return derived
         if change.correlation_id:
             return self.get(mailbox_id, change.correlation_id)
         return None
 
     def put(self, link: LinkState) -> None:
+        """Store ``link``, and index its items unless :meth:`find` derives the link already."""
+        corr = link.correlation_id.encode()
         self.links[link_key(link.mailbox_id, link.correlation_id).encode()] = encode_link(link)
         for side in ("outlook", "crm"):
             item_id = link.side(side).item_id
             if item_id:
                 key = index_key(link.mailbox_id, side, item_id).encode()
-                if self.index.get(key) != link.correlation_id.encode():
-                    self.index[key] = link.correlation_id.encode()
+                indexed = self.index.get(key)
+                if indexed == corr:
+                    continue
+                derived = correlation_id_for(link.mailbox_id, side, item_id)
+                if indexed is None and link.correlation_id == derived:
+                    continue
+                self.index[key] = corr
 
 
 def _live(link: LinkState | None, side: Side) -> int:
