@@ -22,6 +22,12 @@ class KafkaSettings(BaseModel):
     partitions: int = Field(6, ge=1, le=1000)
     replication_factor: int = Field(1, ge=1, le=5)
     topic_prefix: str = Field("", pattern=r"^[A-Za-z0-9._-]{0,64}$")
+    session_timeout_s: float = Field(
+        30.0,
+        ge=6.0,
+        le=300.0,
+        description="How long a worker that vanished (kill -9, lost host) keeps its partitions",
+    )
 
 
 class GraphSettings(BaseModel):

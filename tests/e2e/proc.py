@@ -45,6 +45,7 @@ class PipelineProcess:
             "DYNASYNC_APP_ID": s.app_id,
             "DYNASYNC_KAFKA__TOPIC_PREFIX": s.kafka.topic_prefix,
             "DYNASYNC_KAFKA__PARTITIONS": str(s.kafka.partitions),
+            "DYNASYNC_KAFKA__SESSION_TIMEOUT_S": str(s.kafka.session_timeout_s),
             "DYNASYNC_DATA_DIR": str(s.data_dir),
         }
 

@@ -158,7 +158,12 @@ async def open_world(
     graph = await serve(create_graph(GraphConfig()))
     dataverse = await serve(create_dataverse(DataverseConfig()))
     run = uuid.uuid4().hex[:10]
-    kafka = KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=f"e2e.{run}.", partitions=2)
+    kafka = KafkaSettings(
+        bootstrap=kafka_bootstrap,
+        topic_prefix=f"e2e.{run}.",
+        partitions=2,
+        session_timeout_s=6.0,  # a killed worker's successor gets its partitions sooner
+    )
     graph_url = f"http://127.0.0.1:{graph.port}"
     dv_url = f"http://127.0.0.1:{dataverse.port}"
     try:

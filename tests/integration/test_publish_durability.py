@@ -218,14 +218,17 @@ async def test_a_refused_command_or_link_write_never_commits_its_change(
 
 
 def _child(bootstrap: str, prefix: str, app_id: str, data_dir: str, mailboxes: str) -> None:
-    kafka = KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix, partitions=PARTITIONS)
+    kafka = KafkaSettings(
+        bootstrap=bootstrap,
+        topic_prefix=prefix,
+        partitions=PARTITIONS,
+        session_timeout_s=SESSION_TIMEOUT_S,  # the killed worker's partitions move on sooner
+    )
     settings = Settings(app_id=app_id, kafka=kafka, data_dir=Path(data_dir))
     rules = StaticRules({m: MailboxRules(m, ORG, USER) for m in mailbox_ids(int(mailboxes))})
 
     async def serve() -> None:
         app = build_app(settings, [engine_stage(rules)])
-        # the killed worker's partitions move to its successor once its session expires
-        app.conf.broker_session_timeout = SESSION_TIMEOUT_S
         await app.start()
         await asyncio.Event().wait()
 

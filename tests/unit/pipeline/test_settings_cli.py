@@ -37,6 +37,8 @@ def test_settings_are_frozen() -> None:
         ("DYNASYNC_STORE", "postgres"),
         ("DYNASYNC_GRAPH__BASE_URL", "ftp://graph"),
         ("DYNASYNC_RECEIVER__PORT", "70000"),
+        ("DYNASYNC_KAFKA__SESSION_TIMEOUT_S", "1"),  # the broker refuses below 6 s
+        ("DYNASYNC_KAFKA__SESSION_TIMEOUT_S", "soon"),
     ],
 )
 def test_garbage_env_is_a_clear_error(
