@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from connectors.base import ChangeBatch
-from connectors.errors import InvalidResponseError
+from connectors.errors import InvalidResponseError, NotFoundError
 from connectors.graph.mapping import correlation_id_of, expand_for, graph_to_projection
 from connectors.graph.transport import GraphTransport
 from schemas.fields import MappingError
@@ -185,6 +185,8 @@ class GraphDeltaSource:
             if body is None or not isinstance(body.get("value"), list):
                 raise InvalidResponseError(f"{self.stream_id}: delta page without a value array")
             changes = tuple(self._change(item, full) for item in body["value"])
+            if self.stream.kind == "appointment":
+                changes = tuple([await self._still_there(c) for c in changes])
             next_link, delta_link = body.get("@odata.nextLink"), body.get("@odata.deltaLink")
             if (next_link is None) == (delta_link is None):
                 raise InvalidResponseError(
@@ -198,6 +200,23 @@ class GraphDeltaSource:
                 changes, self._check_link(delta_link, "@odata.deltaLink"), full_sync=full
             )
             return
+
+    async def _still_there(self, change: ItemChange) -> ItemChange:
+        """A calendarView delta reports an event moved outside its window as ``@removed``:
+        read the event, and only if it is gone is it a delete; otherwise an upsert."""
+        if change.op != "delete":
+            return change
+        path = f"users/{self.stream.mailbox_id}/events/{change.item_id}"
+        params = {"$expand": self.stream.expand_value or expand_for("appointment")}
+        try:
+            resp = await self._t.request(
+                self.stream.mailbox_id, "GET", path, headers=self._headers(), params=params
+            )
+        except NotFoundError:
+            return change
+        if not isinstance(resp.body, dict) or resp.body.get("id") != change.item_id:
+            raise InvalidResponseError(f"{self.stream_id}: GET event returned another item")
+        return self._change(resp.body, change.origin == "full_sync")
 
     def _change(self, item: Any, full: bool) -> ItemChange:
         if not isinstance(item, dict):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
 
-from connectors.errors import ConnectorError, CursorExpiredError
+from connectors.errors import BadRequestError, ConnectorError, CursorExpiredError
 from connectors.graph.notifications import NotificationRecord, PayloadError, ResourceKind
 from connectors.graph.reader import GraphDeltaSource
 from connectors.store import CursorStore, Publisher
@@ -65,15 +65,16 @@ class OutlookReader:
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def sync_stream(self, source: GraphDeltaSource) -> PassResult:
-        """One delta pass over ``source`` from its stored cursor (a full sync if it expired)."""
+        """One delta pass over ``source`` from its stored cursor; a full sync if the service
+        says it expired (410) or refuses it (400: a token of a mailbox that was recreated)."""
         key = cursor_key(source.stream_id)
         cursor = self._cursors.get(key)
         try:
             return await self._pass(source, cursor)
-        except CursorExpiredError:
+        except (CursorExpiredError, BadRequestError) as exc:
             if cursor is None:
                 raise
-            log.warning("%s: delta cursor expired; full resync", source.stream_id)
+            log.warning("%s: delta cursor refused (%s); full resync", source.stream_id, exc)
             return await self._pass(source, None)
 
     async def _pass(self, source: GraphDeltaSource, cursor: str | None) -> PassResult:

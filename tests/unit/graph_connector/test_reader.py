@@ -155,13 +155,22 @@ async def test_throttling_is_retried_honouring_retry_after(env: Env) -> None:
     assert len(env.script.hits) == 3
 
 
-async def test_expired_cursor_means_a_full_resync(env: Env) -> None:
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        (410, {}, {"error": {"code": "SyncStateNotFound", "message": "gone"}}),
+        (400, {}, {"error": {"code": "BadRequest", "message": "The delta token is not valid."}}),
+    ],
+)
+async def test_expired_or_refused_cursor_means_a_full_resync(
+    env: Env, refusal: tuple[int, dict[str, str], Any]
+) -> None:
     publisher = MemoryPublisher()
     cursors = MemoryCursorStore()
     src = source(env)
     await cursors.put(cursor_key(src.stream_id), env.link("delta?t=old"))
     env.script.pages = [
-        (410, {}, {"error": {"code": "SyncStateNotFound", "message": "gone"}}),
+        refusal,
         (200, {}, {"value": [contact(1, "k2")], "@odata.deltaLink": env.link("delta?t=new")}),
     ]
     reader = OutlookReader(streams_of(src), publisher, cursors, changes_topic="co")
