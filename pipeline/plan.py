@@ -480,13 +480,15 @@ def _first_sight(change: ItemChange, rules: MailboxRules, now: str) -> Plan:
     if change.attributes.get("left_filter") is True:
         return Plan(None, (Drop("unknown record left the filters"),))
     existing: str | None = None
+    regarding: RecordRef | None = None
     if change.side == "outlook":
         tracked, why = _outlook_tracked(change, rules)
         if not tracked:
             return Plan(None, (Drop(why),))
         if change.kind == "email":
             decision = _email_decision(change, rules)
-            existing = decision.existing_activity if decision is not None else None
+            if decision is not None:
+                existing, regarding = decision.existing_activity, decision.regarding
     action: CommandAction = "create"
     if change.side == "crm" and change.kind == "email":
         if change.attributes.get("pending_send") is not True:
@@ -510,6 +512,8 @@ def _first_sight(change: ItemChange, rules: MailboxRules, now: str) -> Plan:
     )
     b = _Builder(link, rules, change.change_id, now)
     fields = _flowing(rules, change.kind, projection, c)
+    if regarding is not None and existing is None:  # set once, on the activity it creates
+        fields = {**fields, "regardingobjectid": {"table": regarding.table, "id": regarding.id}}
     if existing is not None:  # one activity per internetMessageId: link to it
         b.command(o, "update", fields)
     else:

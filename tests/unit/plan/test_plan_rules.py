@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from pipeline.plan import MailboxRules, apply_outcome, plan
-from pipeline.rules import DirectionsError, InMemoryTrackingLookup, StoredEmail
+from pipeline.rules import DirectionsError, InMemoryTrackingLookup, RecordRef, StoredEmail
 from pipeline.state import decode_link, encode_link
 from schemas.models import FieldDirections, ItemChange, Mailbox, TrackedFolder
 from tests.unit.plan.test_plan import NOW, USER, applied, change, linked, outcome, rules
@@ -95,6 +95,28 @@ class TestEmailTracking:
         (cmd,) = p.commands
         assert cmd.target == "crm" and cmd.action == "create"
 
+    def test_reply_is_regarding_what_the_crm_email_was_regarding(self) -> None:
+        about = RecordRef("account", ACCOUNT)
+        lookup = InMemoryTrackingLookup([StoredEmail("act-1", "<orig@crm>", regarding=about)])
+        r = replace(rules(kind="email"), lookup=lookup)
+        p = plan(email("m1", messageid="<r@x>", inreplyto="<orig@crm>"), None, r, NOW)
+        (cmd,) = p.commands
+        assert cmd.fields["regardingobjectid"] == {"table": "account", "id": ACCOUNT}
+        # the regarding record is set once; later edits of the message do not carry it
+        link = applied(p, "act-1", "7", r).link
+        edited = change(
+            "outlook", "m1", "v2", {"messageid": "<r@x>", "subject": "edited"}, kind="email"
+        )
+        later = plan(edited, link, r, NOW)
+        assert later.commands, later.dropped
+        assert all("regardingobjectid" not in c.fields for c in later.commands)
+
+    def test_untracked_folder_mail_has_no_regarding(self) -> None:
+        lookup = InMemoryTrackingLookup([StoredEmail("act-1", message_id="<orig@crm>")])
+        r = replace(rules(kind="email"), lookup=lookup)
+        p = plan(email("m1", messageid="<r@x>", inreplyto="<orig@crm>"), None, r, NOW)
+        assert "regardingobjectid" not in p.commands[0].fields
+
     def test_already_tracked_message_links_to_existing_activity(self) -> None:
         lookup = InMemoryTrackingLookup([StoredEmail("act-9", message_id="<m@x>")])
         r = replace(rules(kind="email"), lookup=lookup)
@@ -121,7 +143,8 @@ class TestEmailTracking:
             kind="email",
             attributes={"folder_id": "F1"},
         )
-        assert len(plan(tracked, None, r, NOW).commands) == 1
+        (cmd,) = plan(tracked, None, r, NOW).commands
+        assert cmd.fields["regardingobjectid"] == {"table": "account", "id": ACCOUNT}
         elsewhere = replace(tracked, attributes={"folder_id": "F2"})
         assert (
             plan(elsewhere, None, r, NOW).dropped
