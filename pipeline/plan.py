@@ -474,6 +474,12 @@ def _email_decision(change: ItemChange, rules: MailboxRules) -> TrackDecision | 
     return should_track(facts, rules.tracking, rules.lookup)
 
 
+def outgoing_message_id(correlation_id: str, upn: str | None) -> str:
+    """The internetMessageId a CRM email is sent with (RFC 5322, the sender's domain)."""
+    domain = upn.rpartition("@")[2] if upn and "@" in upn else "dynasync.invalid"
+    return f"<{correlation_id}.dynasync@{domain}>"
+
+
 def _first_sight(change: ItemChange, rules: MailboxRules, now: str) -> Plan:
     if change.op == "delete":
         return Plan(None, (Drop("delete of an item that was never linked"),))
@@ -512,6 +518,9 @@ def _first_sight(change: ItemChange, rules: MailboxRules, now: str) -> Plan:
     )
     b = _Builder(link, rules, change.change_id, now)
     fields = _flowing(rules, change.kind, projection, c)
+    if action == "send" and not fields.get("messageid"):
+        # known before it is sent, so the CRM row has it (for replies) as soon as it is sent
+        fields = {**fields, "messageid": outgoing_message_id(correlation, rules.upn)}
     if regarding is not None and existing is None:  # set once, on the activity it creates
         fields = {**fields, "regardingobjectid": {"table": regarding.table, "id": regarding.id}}
     if existing is not None:  # one activity per internetMessageId: link to it
@@ -772,7 +781,8 @@ def apply_outcome(link: LinkState, outcome: WriteOutcome, rules: MailboxRules, n
         b.link = replace(link.with_side(t, new_side), base={**link.base, **written})
         b.event("com.dynasync.item.synced.v1", "upsert", other_side(t), written)
         if pending.action == "send":
-            b.command("crm", "mark_sent", {})
+            sent_id = written.get("messageid")
+            b.command("crm", "mark_sent", {"messageid": sent_id} if sent_id else {})
         _reconcile(b)
         return b.done()
     if outcome.status == "conflict":

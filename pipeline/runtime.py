@@ -52,7 +52,7 @@ from pipeline.topics import (
     topic_name,
 )
 from schemas.models import Mailbox
-from schemas.types import CrmTable, Kind
+from schemas.types import CRM_TABLES, CrmTable, Kind
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class RuntimeOptions:
 
     crm_poll_s: float = 1.0
     outlook_poll_s: float = 1.0
-    crm_tables: tuple[CrmTable, ...] = ("contact", "appointment", "task")
+    crm_tables: tuple[CrmTable, ...] = CRM_TABLES
     mail_folders: tuple[str, ...] = ("inbox", "sentitems")
     todo: bool = True
     retry: RetryPolicy | None = None

@@ -171,6 +171,11 @@ class DataverseWriter:
             if table != "email":
                 raise ValueError("mark_sent applies to emails only")
             body: dict[str, Any] = {"statecode": EMAIL_STATE[EMAIL_SENT], "statuscode": EMAIL_SENT}
+            sent_id = cmd.fields.get("messageid")
+            if sent_id is not None:
+                if not isinstance(sent_id, str) or not 0 < len(sent_id) <= 320:
+                    raise ValueError("mark_sent: messageid must be a string of 1-320 characters")
+                body["messageid"] = written["messageid"] = sent_id
         else:
             fields = dict(cmd.fields)
             regarding = fields.pop("regardingobjectid", None) if table == "email" else None

@@ -838,7 +838,7 @@ def _email_out(out: _Out, fields: frozenset[str]) -> None:
         out.body["subject"] = " ".join(s for s in (subject, token) if s) if token else subject
     if "description" in fields:
         out.body["body"] = {"contentType": "html", "content": out.value("description") or ""}
-    if "messageid" in fields:
+    if "messageid" in fields and out.value("messageid"):  # absent: the service assigns one
         out.body["internetMessageId"] = out.value("messageid")
     if "from" in fields:
         sender = out.value("from")

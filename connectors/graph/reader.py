@@ -39,6 +39,29 @@ class DeltaStream:
     """``$expand`` to send instead of ``expand_for(kind)`` (a service lacking some navigation)."""
 
 
+#: What e-mail tracking reads of a message; ``internetMessageHeaders`` (In-Reply-To) comes only
+#: when selected.
+MESSAGE_SELECT = ",".join(
+    (
+        "id",
+        "changeKey",
+        "subject",
+        "body",
+        "from",
+        "toRecipients",
+        "ccRecipients",
+        "bccRecipients",
+        "sentDateTime",
+        "internetMessageId",
+        "internetMessageHeaders",
+        "importance",
+        "conversationId",
+        "parentFolderId",
+        "categories",
+    )
+)
+
+
 def messages_stream(mailbox_id: str, folder: str) -> DeltaStream:
     """Messages of one mail folder (a folder id or a well-known name like ``inbox``)."""
     return DeltaStream(
@@ -46,6 +69,7 @@ def messages_stream(mailbox_id: str, folder: str) -> DeltaStream:
         "email",
         f"messages:{folder}",
         f"users/{mailbox_id}/mailFolders/{folder}/messages/delta",
+        {"$select": MESSAGE_SELECT},
     )
 
 

@@ -230,6 +230,8 @@ def engine_stage(
             if directories is not None:
                 found = await with_crm_facts(change, link, found, directories)
             result = plan(change, link, found, clock())
+            if result.dropped is not None and log.isEnabledFor(logging.DEBUG):
+                log.debug("%s (%s) dropped: %s", change.change_id, change.kind, result.dropped)
             sends += await publisher.emit(result.actions)
             store_plan(mailbox_id, link, result)
 

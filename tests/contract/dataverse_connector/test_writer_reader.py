@@ -156,12 +156,24 @@ async def test_email_with_parties_regarding_and_message_id(dv: Emulator) -> None
         assert change.projection[name] == fields[name], name
     assert change.attributes["regardingobjectid"] == contact.target_id
     assert change.attributes["pending_send"] is False
-    (sent,) = await writer.apply(
-        [command("email", "mark_sent", target_id=out.target_id, run_as=USER_A)]
+    mark = command(
+        "email",
+        "mark_sent",
+        target_id=out.target_id,
+        fields={"messageid": "<sent@example.test>"},
+        run_as=USER_A,
     )
+    (sent,) = await writer.apply([mark])
     assert sent.status == "applied" and sent.version != out.version
-    row = await dv.client.get_json(f"emails({out.target_id})?$select=statuscode,statecode")
+    assert sent.written == {"messageid": "<sent@example.test>"}
+    row = await dv.client.get_json(
+        f"emails({out.target_id})?$select=statuscode,statecode,messageid"
+    )
     assert (row["statecode"], row["statuscode"]) == (1, 3)
+    assert row["messageid"] == "<sent@example.test>"
+    bad = command("email", "mark_sent", target_id=out.target_id, fields={"messageid": 7})
+    (refused,) = await writer.apply([bad])
+    assert refused.status == "failed" and "messageid" in (refused.error_message or "")
 
 
 async def test_phonecall_and_bad_commands(dv: Emulator) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.plan import MailboxRules, Plan, apply_outcome, plan
+from pipeline.plan import MailboxRules, Plan, apply_outcome, outgoing_message_id, plan
 from pipeline.state import LinkState, correlation_id_for, decode_link, encode_link
 from schemas.models import (
     FieldDirections,
@@ -164,7 +164,16 @@ class TestFirstSight:
             r,
             NOW,
         )
-        assert p.commands[0].action == "send"
+        (send,) = p.commands
+        assert send.action == "send"
+        # sent with a message id of ours, written to the CRM row when it is marked sent
+        assert send.fields["messageid"] == outgoing_message_id(send.correlation_id, r.upn)
+        (mark,) = applied(p, "AAMk1", "ck1", r).commands
+        assert (mark.action, mark.fields) == ("mark_sent", {"messageid": send.fields["messageid"]})
+
+    def test_outgoing_message_id_uses_the_sender_domain(self) -> None:
+        assert outgoing_message_id("c1", "ann@contoso.com") == "<c1.dynasync@contoso.com>"
+        assert outgoing_message_id("c1", None) == "<c1.dynasync@dynasync.invalid>"
 
     def test_unknown_delete_and_leaver_dropped(self) -> None:
         assert plan(change("crm", "c1", "", op="delete"), None, rules(), NOW).dropped
