@@ -35,6 +35,7 @@ import orjson
 
 from pipeline.rules import (
     ConflictRecord,
+    ContactDraft,
     DeleteDecision,
     DeleteFacts,
     EmailFacts,
@@ -182,7 +183,11 @@ def tracking_settings(mailbox: Mailbox) -> TrackingSettings:
         f.folder_id: RecordRef(f.regarding_table, f.regarding_id.strip("{}").lower())
         for f in mailbox.tracked_folders
     }
-    return TrackingSettings(auto_track=mailbox.auto_track, folders=folders)
+    return TrackingSettings(
+        auto_track=mailbox.auto_track,
+        folders=folders,
+        auto_create_contact=mailbox.auto_create_contact,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,6 +479,31 @@ def _email_decision(change: ItemChange, rules: MailboxRules) -> TrackDecision | 
     return should_track(facts, rules.tracking, rules.lookup)
 
 
+def _auto_created_contact(
+    draft: ContactDraft, change: ItemChange, rules: MailboxRules, now: str
+) -> WriteCommand:
+    """Create the unknown sender of a tracked email as a CRM contact, before the email (so its
+    sender resolves to it). Keyed by the address: the same sender is created once."""
+    correlation = derived_id("auto-contact", rules.org_id, draft.emailaddress1)
+    fields: Projection = {"emailaddress1": draft.emailaddress1, "lastname": draft.lastname}
+    if draft.firstname:
+        fields["firstname"] = draft.firstname
+    return WriteCommand(
+        command_id=derived_id("cmd", change.change_id, "crm", "create", correlation),
+        mailbox_id=rules.mailbox_id,
+        org_id=rules.org_id,
+        target="crm",
+        kind="contact",
+        action="create",
+        correlation_id=correlation,
+        caused_by=change.change_id,
+        issued_at=now,
+        table="contact",
+        fields=fields,
+        run_as=rules.systemuser_id,
+    )
+
+
 def outgoing_message_id(correlation_id: str, upn: str | None) -> str:
     """The internetMessageId a CRM email is sent with (RFC 5322, the sender's domain)."""
     domain = upn.rpartition("@")[2] if upn and "@" in upn else "dynasync.invalid"
@@ -487,6 +517,7 @@ def _first_sight(change: ItemChange, rules: MailboxRules, now: str) -> Plan:
         return Plan(None, (Drop("unknown record left the filters"),))
     existing: str | None = None
     regarding: RecordRef | None = None
+    draft: ContactDraft | None = None
     if change.side == "outlook":
         tracked, why = _outlook_tracked(change, rules)
         if not tracked:
@@ -495,6 +526,7 @@ def _first_sight(change: ItemChange, rules: MailboxRules, now: str) -> Plan:
             decision = _email_decision(change, rules)
             if decision is not None:
                 existing, regarding = decision.existing_activity, decision.regarding
+                draft = decision.create_contact
     action: CommandAction = "create"
     if change.side == "crm" and change.kind == "email":
         if change.attributes.get("pending_send") is not True:
@@ -517,6 +549,8 @@ def _first_sight(change: ItemChange, rules: MailboxRules, now: str) -> Plan:
         origin=c,
     )
     b = _Builder(link, rules, change.change_id, now)
+    if draft is not None and existing is None:
+        b.actions.append(_auto_created_contact(draft, change, rules, now))
     fields = _flowing(rules, change.kind, projection, c)
     if action == "send" and not fields.get("messageid"):
         # known before it is sent, so the CRM row has it (for replies) as soon as it is sent

@@ -179,6 +179,10 @@ class Mailbox:
     status: MailboxStatus = "registered"
     aad_object_id: str | None = field(default=None, metadata=_GUID)
     auto_track: AutoTrack = "replies"
+    auto_create_contact: bool = field(
+        default=False,
+        metadata={"description": "Create a CRM contact for the unknown sender of tracked mail"},
+    )
     tracked_folders: list[TrackedFolder] = field(default_factory=list, metadata={"maxItems": 25})
     field_groups: list[str] = field(default_factory=list)
     record_type: Literal["mailbox"] = "mailbox"

@@ -134,7 +134,7 @@ def _mailbox_lines(m: Mailbox) -> list[str]:
         f"org         {m.org_id}",
         f"systemuser  {m.systemuser_id}",
         f"status      {m.status}",
-        f"auto-track  {m.auto_track}",
+        f"auto-track  {m.auto_track}" + (", auto-create contacts" if m.auto_create_contact else ""),
         f"folders     {len(m.tracked_folders)} tracked",
     ]
 
@@ -166,6 +166,7 @@ def _cmd_mailbox_add(args: argparse.Namespace) -> int:
         org_id=args.org,
         systemuser_id=args.systemuser,
         auto_track=args.auto_track,
+        auto_create_contact=args.auto_create_contact,
     )
     _checked(mailbox)
 
@@ -279,6 +280,11 @@ def add_config_commands(sub: Any) -> None:
     p.add_argument("--mailbox-id", type=_ident, help="Graph user id (default: the UPN)")
     p.add_argument(
         "--auto-track", choices=get_args(AutoTrack), default="replies", help="email auto-tracking"
+    )
+    p.add_argument(
+        "--auto-create-contact",
+        action="store_true",
+        help="create a CRM contact for the unknown sender of tracked mail",
     )
     _common(p)
     p.set_defaults(func=_cmd_mailbox_add)

@@ -71,6 +71,8 @@ def test_good_arguments_parse() -> None:
         True,
     )
     assert args.systemuser == SU  # normalised to lower case
+    assert args.auto_create_contact is False
+    assert build_parser().parse_args([*ADD, "--auto-create-contact"]).auto_create_contact
     org = build_parser().parse_args(["org", "add", "--org", "c", "--url", "https://c.example/"])
     assert org.url == "https://c.example"
 

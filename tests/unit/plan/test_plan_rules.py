@@ -151,6 +151,33 @@ class TestEmailTracking:
             == "outlook email is not tracked (auto_track_none)"
         )
 
+    def test_unknown_sender_becomes_a_contact_before_the_email(self) -> None:
+        mbx = Mailbox(
+            mailbox_id="mbx",
+            upn="ann@example.com",
+            org_id="org",
+            systemuser_id=USER,
+            auto_track="all",
+            auto_create_contact=True,
+        )
+        r = MailboxRules.from_mailbox(mbx)
+        sender = {"email": "jane.doe@new.example", "name": "Doe, Jane"}
+        incoming = email("m1", messageid="<n@x>", subject="hello", **{"from": sender})
+        contact, mail = plan(incoming, None, r, NOW).commands
+        assert (contact.kind, contact.action, contact.target) == ("contact", "create", "crm")
+        assert contact.fields == {
+            "emailaddress1": "jane.doe@new.example",
+            "lastname": "Doe",
+            "firstname": "Jane",
+        }
+        assert contact.run_as == USER and mail.kind == "email" and mail.action == "create"
+        # the same sender again: the same contact (its row id derives from the correlation id)
+        again = email("m2", messageid="<m@x>", subject="again", **{"from": sender})
+        assert plan(again, None, r, NOW).commands[0].correlation_id == contact.correlation_id
+        # off by default
+        quiet = MailboxRules.from_mailbox(replace(mbx, auto_create_contact=False))
+        assert [c.kind for c in plan(incoming, None, quiet, NOW).commands] == ["email"]
+
     def test_email_without_message_id_is_dropped(self) -> None:
         p = plan(email("m1", subject="s"), None, rules(kind="email"), NOW)
         assert p.dropped == "outlook email has no internetMessageId"
