@@ -2,10 +2,10 @@
 
 The sink comes from a factory handed to the stage, so tests plug in the in-memory side and
 production the Graph / Dataverse writers. A command's offset is committed only once its
-outcome is acknowledged by the broker (:class:`pipeline.stages.window.AckWindow`). While the
-other side is unreachable or throttling, a command is retried without limit
-(:mod:`pipeline.stages.retry`: the partition waits, order holds, nothing is lost while
-offline); any other error is retried ``max_attempts`` times, then the command is parked in
+outcome is acknowledged by the broker (:class:`pipeline.stages.window.AckWindow`). While a
+side is unreachable or throttling, a command to it is retried without limit
+(:mod:`pipeline.stages.retry`: its partition waits, order holds, nothing is lost while
+offline); each side has its own agent, so writes to the other side go on. Any other error is retried ``max_attempts`` times, then the command is parked in
 ``dlq`` for replay.
 """
 
@@ -44,12 +44,6 @@ def writers_stage(
     def register(app: faust.App, settings: Settings) -> None:
         publisher = Publisher.on(app, settings)
         outcomes = topic(app, settings, OUTCOMES)
-        source = app.topic(
-            topic_name(COMMANDS_CRM, settings.kafka),
-            topic_name(COMMANDS_OUTLOOK, settings.kafka),
-            key_type=bytes,
-            value_type=bytes,
-        )
 
         async def apply(command: WriteCommand) -> WriteOutcome:
             sink = sinks(command.target, command.org_id, command.mailbox_id)
@@ -71,6 +65,14 @@ def writers_stage(
                     await held.add(event, [sent])
                     yield None
 
-        app.agent(source, name="writers", concurrency=1)(run)
+        # one agent per side: while one side is offline or throttled, the other keeps going
+        for name, commands in (
+            ("writers-crm", COMMANDS_CRM),
+            ("writers-outlook", COMMANDS_OUTLOOK),
+        ):
+            source = app.topic(
+                topic_name(commands, settings.kafka), key_type=bytes, value_type=bytes
+            )
+            app.agent(source, name=name, concurrency=1)(run)
 
     return register

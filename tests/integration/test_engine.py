@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from connectors.base import CommandSink
+from connectors.errors import TransientError
 from connectors.memory import MemoryItem, MemorySide, MemorySink
 from pipeline.app import build_app
 from pipeline.cli.topics import TopicMismatchError, ensure_topics
@@ -24,9 +25,10 @@ from pipeline.settings import KafkaSettings, Settings
 from pipeline.stages.engine import StaticRules, engine_stage
 from pipeline.stages.guard import PAUSE_HEADER, GuardPolicy, resume_mailbox
 from pipeline.stages.publish import DLQ_ERROR, DLQ_OFFSET, DLQ_REASON, DLQ_TOPIC
+from pipeline.stages.retry import WritePolicy
 from pipeline.stages.writers import writers_stage
 from schemas.codec import dumps
-from schemas.models import ItemChange
+from schemas.models import ItemChange, WriteCommand, WriteOutcome
 from schemas.types import Side
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
@@ -43,16 +45,20 @@ class Rig:
     outlook: MemorySide = field(default_factory=lambda: MemorySide("outlook"))
     crm: MemorySide = field(default_factory=lambda: MemorySide("crm"))
     producer: AIOKafkaProducer | None = None
+    crm_online: bool = True
 
     def name(self, topic: str) -> str:
         return f"{self.kafka.topic_prefix}{topic}"
 
     def sink(self, target: Side, org_id: str, mailbox_id: str) -> CommandSink:
-        return MemorySink(self.crm if target == "crm" else self.outlook)
+        if target == "crm":
+            return _Reachable(MemorySink(self.crm), lambda: self.crm_online)
+        return MemorySink(self.outlook)
 
     def app(self, guard: GuardPolicy | None = None) -> faust.App:
         rules = StaticRules({MBX: MailboxRules(MBX, "org", USER)})
-        stages = [engine_stage(rules, guard=guard), writers_stage(self.sink)]
+        policy = WritePolicy(first_s=0.05, cap_s=0.2)
+        stages = [engine_stage(rules, guard=guard), writers_stage(self.sink, policy)]
         return build_app(self.settings, stages)
 
     async def send(self, topic: str, value: bytes, key: bytes = MBX.encode()) -> None:
@@ -77,6 +83,19 @@ class Rig:
         )
         await self.send(f"changes.{side}", dumps(change))
         return change
+
+
+@dataclass
+class _Reachable:
+    """A sink that is offline (a transient error) while ``online()`` says so."""
+
+    sink: CommandSink
+    online: Callable[[], bool]
+
+    async def apply(self, commands: Sequence[WriteCommand]) -> list[WriteOutcome]:
+        if not self.online():
+            raise TransientError("the CRM is offline")
+        return await self.sink.apply(commands)
 
 
 @pytest.fixture
@@ -178,6 +197,33 @@ async def test_round_trip_echo_dropped_and_order_kept(rig: Rig) -> None:
             await to_outlook.until(lambda rs: len(rs) >= 1)
             (back,) = values(to_outlook.records)
             assert back["fields"] == {"lastname": "Leigh"} and back["target_id"] == item.item_id
+    finally:
+        await app.stop()
+
+
+async def test_one_side_offline_does_not_hold_up_writes_to_the_other(rig: Rig) -> None:
+    rig.crm_online = False
+    app = rig.app()
+    await app.start()
+    try:
+        async with Tail(rig.bootstrap, rig.name("events.v1")) as events:
+            waiting = rig.outlook.put("contact", {"firstname": "Wai", "lastname": "Ting"})
+            await rig.change("outlook", waiting)  # its CRM write fails while the CRM is offline
+            await asyncio.sleep(1)
+            flowing = rig.crm.put("contact", {"firstname": "Flo", "lastname": "Wing"})
+            await rig.change("crm", flowing)
+            await events.until(lambda rs: len(rs) >= 1, within=30)
+            assert [i.projection["lastname"] for i in rig.outlook.items.values()] == [
+                "Ting",
+                "Wing",
+            ]
+            assert [i.projection["lastname"] for i in rig.crm.items.values()] == ["Wing"]
+            rig.crm_online = True
+            await events.until(lambda rs: len(rs) >= 2, within=30)
+            assert sorted(i.projection["lastname"] for i in rig.crm.items.values()) == [
+                "Ting",
+                "Wing",
+            ]
     finally:
         await app.stop()
 
