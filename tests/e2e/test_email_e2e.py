@@ -14,6 +14,7 @@ from tests.e2e.world import TOKEN, World, eventually
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 
+IDLE_BUDGET_S = 5.0
 PENDING_SEND = 6
 SENT = 3
 
@@ -139,3 +140,4 @@ async def test_crm_email_is_sent_and_the_reply_is_tracked_regarding_the_same_rec
         subjects = [r.get("subject") for r in (await w.crm("GET", "emails")).json()["value"]]
         assert subjects.count(reply) == 1 and subjects.count(subject) == 1
     print(f"\nCRM email out in {sent_in:.2f}s, reply tracked in {tracked_in:.2f}s")
+    assert sent_in <= IDLE_BUDGET_S and tracked_in <= IDLE_BUDGET_S
