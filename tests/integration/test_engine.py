@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from typing import Any
 import faust
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from connectors.base import CommandSink
 from connectors.errors import TransientError
@@ -30,6 +29,7 @@ from pipeline.stages.writers import writers_stage
 from schemas.codec import dumps
 from schemas.models import ItemChange, WriteCommand, WriteOutcome
 from schemas.types import Side
+from tests.integration.tail import Tail
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 
@@ -118,41 +118,6 @@ async def rig(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[Rig]:
         yield rig
     finally:
         await rig.producer.stop()
-
-
-class Tail:
-    """Reads a topic from the beginning, keeping every record."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
-        )
-        self.records: list[Any] = []
-
-    async def __aenter__(self) -> Tail:
-        await self.consumer.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.consumer.stop()
-
-    async def until(self, pred: Callable[[list[Any]], bool], within: float = 60) -> list[Any]:
-        deadline = time.monotonic() + within
-        while not pred(self.records):
-            left = deadline - time.monotonic()
-            assert left > 0, f"timed out; saw {len(self.records)} records"
-            batch = await self.consumer.getmany(timeout_ms=int(min(left, 1) * 1000))
-            for records in batch.values():
-                self.records.extend(records)
-        return self.records
-
-    async def quiet(self, seconds: float) -> list[Any]:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            batch = await self.consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                self.records.extend(records)
-        return self.records
 
 
 def values(records: list[Any]) -> list[dict[str, Any]]:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from pipeline.app import build_app
 from pipeline.cli.topics import TopicMismatchError, ensure_topics
@@ -21,6 +18,7 @@ from pipeline.stages.fanout import StaticDirectory, fanout_stage
 from pipeline.stages.publish import DLQ_ERROR, DLQ_TOPIC
 from schemas.codec import dumps
 from schemas.models import ItemChange, Mailbox
+from tests.integration.tail import Tail
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
@@ -48,33 +46,6 @@ def contact(owner: str, version: int) -> ItemChange:
         attributes={"ownerid": owner, "ownerid_table": "systemuser", "statecode": 0},
         origin="change_tracking",
     )
-
-
-class Tail:
-    """Reads a topic from the beginning, keeping every record."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
-        )
-        self.records: list[Any] = []
-
-    async def __aenter__(self) -> Tail:
-        await self.consumer.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.consumer.stop()
-
-    async def until(self, pred: Callable[[list[Any]], bool], within: float = 60) -> list[Any]:
-        deadline = time.monotonic() + within
-        while not pred(self.records):
-            left = deadline - time.monotonic()
-            assert left > 0, f"timed out; saw {len(self.records)} records"
-            batch = await self.consumer.getmany(timeout_ms=int(min(left, 1) * 1000))
-            for records in batch.values():
-                self.records.extend(records)
-        return self.records
 
 
 async def test_reassigned_contact_moves_and_leaves_a_left_filter_copy(
