@@ -5,8 +5,8 @@ production the Graph / Dataverse writers. A command's offset is committed only o
 outcome is acknowledged by the broker (:class:`pipeline.stages.window.AckWindow`). While a
 side is unreachable or throttling, a command to it is retried without limit
 (:mod:`pipeline.stages.retry`: its partition waits, order holds, nothing is lost while
-offline); each side has its own agent, so writes to the other side go on. Any other error is retried ``max_attempts`` times, then the command is parked in
-``dlq`` for replay.
+offline); each side has its own agent, so writes to the other side go on. Any other error is
+retried ``max_attempts`` times, then the command is parked in ``dlq`` for replay.
 """
 
 from __future__ import annotations
