@@ -400,10 +400,48 @@ class _Builder:
         return Plan(replace(self.link, updated_at=self.now), tuple(self.actions))
 
 
+def _reissued(
+    link: LinkState, caused_by: str, rules: MailboxRules, now: str
+) -> tuple[WriteCommand, ...]:
+    """The commands ``caused_by`` issued that are still in flight, issued again.
+
+    A change (or outcome) is read again after a crash when its link state reached the
+    changelog but its commands may not have reached their topic; sending them again is safe
+    (same command ids, idempotent writers) and is the only way they are not lost.
+    """
+    out = []
+    for p in link.pending:
+        if p.command_id != derived_id("cmd", caused_by, p.target, p.action, link.correlation_id):
+            continue
+        create = p.action in ("create", "send")
+        out.append(
+            WriteCommand(
+                command_id=p.command_id,
+                mailbox_id=link.mailbox_id,
+                org_id=link.org_id,
+                target=p.target,
+                kind=link.kind,
+                action=p.action,
+                correlation_id=link.correlation_id,
+                caused_by=caused_by,
+                issued_at=now,
+                table=link.crm_table,
+                target_id=None if create else link.side(p.target).item_id,
+                if_match=p.if_match,
+                fields=dict(p.fields),
+                run_as=rules.systemuser_id if p.target == "crm" else None,
+            )
+        )
+    return tuple(out)
+
+
 def plan(change: ItemChange, link: LinkState | None, rules: MailboxRules, now: str) -> Plan:
     """Decide what ``change`` means for its pair, given the pair's ``link`` (None if unknown)."""
     if link is None:
         return _first_sight(change, rules, now)
+    again = _reissued(link, change.change_id, rules, now)
+    if again:
+        return Plan(link, again)
     c = change.side
     b = _Builder(link, rules, change.change_id, now)
     seen = link.side(c)
@@ -781,6 +819,9 @@ def apply_outcome(link: LinkState, outcome: WriteOutcome, rules: MailboxRules, n
     b = _Builder(link, rules, outcome.command_id, now)
     pending = _find_pending(link, outcome.command_id)
     if pending is None:
+        again = _reissued(link, outcome.command_id, rules, now)
+        if again:
+            return Plan(link, again)
         b.drop("outcome of a command not in flight (repeat)")
         return b.done()
     t = pending.target

@@ -2,8 +2,9 @@
 after every record it caused (outputs and link-state changelog writes) is acknowledged.
 
 - kill -9 mid-stream, restart: every change has its command (at-least-once, deduplicated by
-  command id), and the link state of every committed change survived (the same changes sent
-  again cause no command).
+  command id; a change whose link state was saved before the kill but whose command was not
+  issues it again), and the link state of every committed change survived (a newer version
+  of each waits behind its create instead of planning another).
 - a command, or a link-state write, that the broker refuses ends the worker (exit 70) and the
   offset of the change that caused it is never committed.
 
@@ -134,6 +135,19 @@ async def _log(child: asyncio.subprocess.Process) -> str:
     return (await child.stderr.read()).decode(errors="replace")[-3000:]
 
 
+def _newer(i: int, mailboxes: list[str]) -> tuple[bytes, bytes]:
+    """(key, value) of version 2 of benchmark change ``i`` (another job title)."""
+    mailbox_id = mailboxes[i % len(mailboxes)]
+    first = change("d", i, mailbox_id, NOW)
+    second = replace(
+        first,
+        change_id=f"outlook:{first.item_id}:2",
+        version="2",
+        projection={**first.projection, "jobtitle": "Architect"},
+    )
+    return mailbox_id.encode(), dumps(second)
+
+
 def _commands(tail: TimedTail, start: int = 0) -> list[dict[str, str]]:
     return [orjson.loads(value) for value in tail.values[start:]]
 
@@ -168,11 +182,12 @@ async def test_kill_9_mid_stream_loses_no_command_and_no_link(
                 assert len(by_id) == total  # a replayed change repeats its command id exactly
                 assert set(by_id.values()) == expected
 
-                # every link is durable: the same changes again cause nothing, and a fresh
-                # change per mailbox (after them in its partition) shows they were handled
+                # every link is durable: a newer version of each change waits behind its
+                # create in flight (a lost link would plan a second create); a fresh change per
+                # mailbox (after them in its partition) shows they were all handled
                 before = len(tail.values)
-                again = (encoded("d", i, mbx, NOW) for i in range(total))
-                await produce_all(producer, world.changes, again)
+                newer = (_newer(i, mbx) for i in range(total))
+                await produce_all(producer, world.changes, newer)
                 fresh = (encoded("f", i, mbx, NOW) for i in range(mailboxes))
                 await produce_all(producer, world.changes, fresh)
                 await tail.wait_for(before + mailboxes, within_s=60)

@@ -264,9 +264,36 @@ class TestEchoAndDedupe:
         edit = change("crm", "c1", "3", {"firstname": "Zed", "lastname": "Lee"})
         p = plan(edit, link, rules(), NOW)
         assert len(p.commands) == 1 and p.link is not None
-        assert plan(edit, p.link, rules(), NOW).dropped == "version already seen"
+        done = applied(p, "o1", "v3")
+        assert done.link is not None
+        assert plan(edit, done.link, rules(), NOW).dropped == "version already seen"
         older = change("crm", "c1", "2", {"firstname": "Old", "lastname": "Lee"})
-        assert plan(older, p.link, rules(), NOW).dropped == "older version than already seen"
+        assert plan(older, done.link, rules(), NOW).dropped == "older version than already seen"
+
+    def test_a_change_read_again_reissues_its_commands_in_flight(self) -> None:
+        # after a crash, the link state may be saved while the command never reached its topic
+        edit = change("crm", "c1", "3", {"firstname": "Zed", "lastname": "Lee"})
+        first = plan(edit, linked(), rules(), NOW)
+        again = plan(edit, first.link, rules(), NOW)
+        assert again.link == first.link  # nothing else changes
+        ((was,), (now,)) = first.commands, again.commands
+        assert replace(now, issued_at=was.issued_at) == was
+        # and an outcome read again reissues what that outcome caused
+        queued = plan(
+            change("crm", "c1", "4", {"firstname": "Zoe", "lastname": "Lee"}),
+            first.link,
+            rules(),
+            NOW,
+        )
+        assert not queued.commands and queued.link is not None  # waits for the write in flight
+        done = replace(
+            outcome(was, "applied"), target_id="o1", version="v3", written=dict(was.fields)
+        )
+        after = apply_outcome(queued.link, done, rules(), NOW)
+        (follow,) = after.commands
+        assert follow.fields == {"firstname": "Zoe"} and after.link is not None
+        repeat = apply_outcome(after.link, done, rules(), NOW)
+        assert [c.command_id for c in repeat.commands] == [follow.command_id]
 
 
 class TestMerge:
