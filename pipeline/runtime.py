@@ -63,6 +63,10 @@ MEMBERS_KEY = "crm-members:"
 WEBHOOK_KINDS: tuple[Kind, ...] = ("email", "contact", "appointment")
 
 
+#: How long stopping waits for the Faust app before it goes on with the rest.
+APP_STOP_TIMEOUT_S = 30.0
+
+
 @dataclass(frozen=True, slots=True)
 class RuntimeOptions:
     """How often the readers poll and what they read."""
@@ -144,6 +148,18 @@ class Pipeline:
     def receiver_url(self) -> str | None:
         """Where the webhook receiver listens (None without webhooks)."""
         return self._receiver.url if self._receiver is not None else None
+
+    @property
+    def app(self) -> faust.App | None:
+        """The running Faust app of the stages (None before start and after stop)."""
+        return self._app
+
+    def failure(self) -> str | None:
+        """Why the stream processor stopped on its own (None while it runs, or after stop)."""
+        app = self._app
+        if app is None or not app.crashed:
+            return None
+        return repr(app.crash_reason) if app.crash_reason is not None else "crashed"
 
     def enabled_mailboxes(self) -> list[Mailbox]:
         """The mailboxes that sync now (enabled, organisation known)."""
@@ -249,7 +265,10 @@ class Pipeline:
             await receiver.stop()
         if self._app is not None:
             app, self._app = self._app, None
-            await app.stop()
+            try:  # a crashed app may wait forever for events it will never ack
+                await asyncio.wait_for(app.stop(), APP_STOP_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("the stream processor did not stop within %ss", APP_STOP_TIMEOUT_S)
         if self._connections is not None:
             connections, self._connections = self._connections, None
             await connections.stop()

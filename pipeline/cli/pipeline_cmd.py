@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import signal
+import time
 from typing import Any
 
 from pipeline.settings import Settings
@@ -53,8 +54,8 @@ async def run_pipeline(
     outlook_poll_s: float,
     config_refresh_s: float,
     stop: asyncio.Event,
-) -> None:
-    """Run until ``stop`` is set."""
+) -> int:
+    """Run until ``stop`` is set (0) or the stream processor crashes (1)."""
     from pipeline.cli.topics import ensure_topics
     from pipeline.config_store import ConfigStore
     from pipeline.runtime import Pipeline, RuntimeOptions
@@ -73,16 +74,25 @@ async def run_pipeline(
                 len(names),
                 "on" if pipeline.receiver_url else "off (polling)",
             )
+            next_refresh = time.monotonic() + config_refresh_s
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=config_refresh_s)
+                    await asyncio.wait_for(stop.wait(), timeout=min(config_refresh_s, 1.0))
                 if stop.is_set():
                     break
+                failure = pipeline.failure()
+                if failure is not None:
+                    log.error("dynasync run: the stream processor crashed: %s", failure)
+                    return 1
+                if time.monotonic() < next_refresh:
+                    continue
+                next_refresh = time.monotonic() + config_refresh_s
                 try:
                     await pipeline.refresh(await store.load())
                 except Exception as exc:  # keep running on the last good snapshot
                     log.warning("config reload failed: %s", exc)
     log.info("dynasync run: stopped")
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -93,12 +103,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
-    async def main() -> None:
+    async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_pipeline(
+        return await run_pipeline(
             settings,
             crm_poll_s=args.crm_poll,
             outlook_poll_s=args.outlook_poll,
@@ -106,8 +116,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             stop=stop,
         )
 
-    asyncio.run(main())
-    return 0
+    return asyncio.run(main())
 
 
 def add_pipeline_commands(sub: Any) -> None:

@@ -71,10 +71,16 @@ async def test_kill_9_at_random_points_loses_nothing(kafka_bootstrap: str, tmp_p
                 await proc.start()
             assert proc.kills == ROUNDS
 
-            async def converged() -> bool | None:
-                return True if await _agree(w, owner, titles) else None
+            problem: list[str] = []
 
-            _, took = await eventually(converged, 120, "every change after the last kill", 0.5)
+            async def converged() -> bool | None:
+                problem[:] = await _disagreements(w, owner, titles)
+                return None if problem else True
+
+            try:
+                _, took = await eventually(converged, 120, "every change after the last kill", 0.5)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: {problem}\n{proc.log_text()[-4000:]}") from None
             settled = await _snapshot(w, owner)
             await asyncio.sleep(3)
             assert await _snapshot(w, owner) == settled, "something keeps rewriting (echo loop)"
@@ -83,21 +89,22 @@ async def test_kill_9_at_random_points_loses_nothing(kafka_bootstrap: str, tmp_p
             await proc.kill()
 
 
-async def _agree(w: World, owner: dict[str, User], titles: dict[str, str]) -> bool:
+async def _disagreements(w: World, owner: dict[str, User], titles: dict[str, str]) -> list[str]:
     rows = {r["lastname"]: r for r in await w.crm_contacts() if r.get("lastname") in owner}
     outlook: dict[str, list[dict[str, Any]]] = {}
     for user in w.users:
         for contact in await w.outlook_contacts(user):
             if contact.get("surname") in owner:
                 outlook.setdefault(contact["surname"], []).append({**contact, "_user": user})
+    problems = []
     for surname, user in owner.items():
         copies = outlook.get(surname, [])
         assert len(copies) <= 1, f"{surname}: {len(copies)} Outlook copies"
         if not copies or copies[0]["_user"] != user:
-            return False
-        if surname in titles and rows[surname].get("jobtitle") != titles[surname]:
-            return False
-    return True
+            problems.append(f"{surname}: not in its Outlook mailbox")
+        elif surname in titles and rows[surname].get("jobtitle") != titles[surname]:
+            problems.append(f"{surname}: CRM jobtitle {rows[surname].get('jobtitle')!r}")
+    return problems
 
 
 async def _snapshot(w: World, owner: dict[str, User]) -> dict[str, tuple[str, ...]]:

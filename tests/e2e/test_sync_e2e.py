@@ -206,3 +206,13 @@ async def test_crm_task_and_appointment_reach_outlook(world: World) -> None:
     assert back_took <= IDLE_BUDGET_S
     assert event["start"]["dateTime"].startswith(f"{day}T10:00")
     assert task_took <= IDLE_BUDGET_S and event_took <= IDLE_BUDGET_S
+
+
+async def test_a_crashed_stream_processor_is_reported(world: World) -> None:
+    async with world.pipeline() as pipeline:
+        assert pipeline.failure() is None
+        assert pipeline.app is not None
+        await pipeline.app.crash(RuntimeError("boom"))
+        failure = pipeline.failure()
+        assert failure is not None and "boom" in failure
+    assert pipeline.app is None and pipeline.failure() is None
