@@ -12,11 +12,11 @@ continues.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 
 import faust
 import orjson
@@ -66,19 +66,49 @@ class StaticDirectory:
         ]
 
 
-def encode_members(members: Iterable[str]) -> bytes:
-    """The table value of a membership set."""
-    return orjson.dumps(sorted(members))
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """Who holds a record (``members``), who held it before the change ``by`` that last changed
+    that (``before``): a change read again after a crash is routed from ``before`` again, so
+    its left-filter copies and deletes go out even if the new membership was already saved."""
+
+    members: frozenset[str] = frozenset()
+    before: frozenset[str] = frozenset()
+    by: str = ""
+
+    def previous_for(self, change_id: str) -> frozenset[str]:
+        """The membership ``change_id`` is routed from."""
+        return self.before if change_id == self.by else self.members
 
 
-def decode_members(raw: bytes | None) -> frozenset[str]:
-    """A membership set from its table value; garbage raises ``ValueError``."""
-    if raw is None:
-        return frozenset()
-    value = orjson.loads(raw)
+def encode_members(membership: Membership) -> bytes:
+    """The table value of a membership."""
+    return orjson.dumps(
+        {
+            "members": sorted(membership.members),
+            "before": sorted(membership.before),
+            "by": membership.by,
+        }
+    )
+
+
+def _ids(value: Any) -> frozenset[str]:
     if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
         raise ValueError("membership is not a list of mailbox ids")
     return frozenset(value)
+
+
+def decode_members(raw: bytes | None) -> Membership:
+    """A membership from its table value (a bare list: members only); garbage raises
+    ``ValueError``."""
+    if raw is None:
+        return Membership()
+    value = orjson.loads(raw)
+    if isinstance(value, list):
+        return Membership(_ids(value))
+    if not isinstance(value, dict) or not isinstance(value.get("by"), str):
+        raise ValueError("membership is not a list of mailbox ids or a membership record")
+    return Membership(_ids(value.get("members")), _ids(value.get("before")), value["by"])
 
 
 def route(
@@ -116,7 +146,8 @@ def fanout_stage(
         async def handle(event: faust.EventT[bytes], sends: list[Awaitable[object]]) -> None:
             change = loads(ItemChange, event.value, check=False)
             key = event.key if isinstance(event.key, bytes) else change.item_id.encode()
-            previous = decode_members(members.get(key))
+            stored = decode_members(members.get(key))
+            previous = stored.previous_for(change.change_id)
             result = route(change, mailboxes, previous, clock(), parse)
             for problem in result.problems:
                 log.warning("fan-out of %s: %s", change.item_id, problem)
@@ -124,10 +155,9 @@ def fanout_stage(
                 mailbox_key = delivery.mailbox_id.encode()
                 sends.append(await publisher.send(sink, mailbox_key, dumps(delivery.change)))
             if result.members != previous:
-                if result.members:
-                    members[key] = encode_members(result.members)
-                else:
-                    del members[key]
+                after = Membership(frozenset(result.members), previous, change.change_id)
+                if after != stored:
+                    members[key] = encode_members(after)
 
         async def run(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
             manual = manual_acks(stream)
@@ -149,6 +179,7 @@ def fanout_stage(
 
 __all__ = [
     "MailboxDirectory",
+    "Membership",
     "StaticDirectory",
     "decode_members",
     "encode_members",
