@@ -9,14 +9,14 @@
 # KAFKA_PORT before `up` is reused and never stopped by `down`. A failed start prints the tail
 # of that component's log and exits 1; what already runs keeps running (fix, then `up` again).
 #
-# Environment: KAFKA_PORT (9092), GRAPH_PORT (8081), DATAVERSE_PORT (8082),
-# STACK_PYTHON (.venv/bin/python), STACK_START_TIMEOUT (60 s), STACK_STOP_TIMEOUT (15 s),
+# Environment: KAFKA_PORT (9092), GRAPH_PORT (8081), DATAVERSE_PORT (8082), STACK_RUN_DIR
+# (.run/stack), STACK_PYTHON (.venv/bin/python), STACK_START_TIMEOUT (60 s), STACK_STOP_TIMEOUT (15 s),
 # WORKER_ARGS (arguments of the worker's `dynasync run`; default: both emulators, static tokens).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
-RUN="$ROOT/.run/stack"
+RUN="${STACK_RUN_DIR:-$ROOT/.run/stack}"
 KAFKA_SH="$ROOT/deploy/kafka/kafka.sh"
 PY="${STACK_PYTHON:-$ROOT/.venv/bin/python}"
 # down/status use the port `up` used unless KAFKA_PORT says otherwise

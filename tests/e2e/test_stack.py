@@ -1,0 +1,85 @@
+"""``make up`` (deploy/run/stack.sh) on the real broker: both emulators and a ``dynasync run``
+worker in the background; ``dynasync demo`` registers a mailbox and sees a CRM contact reach
+Outlook, an Outlook edit reach the CRM, a CRM task reach To Do and a CRM appointment reach the
+calendar, each within 5 s; ``make down`` stops it all and leaves the broker alone."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli.demo import STEPS
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK = ROOT / "deploy" / "run" / "stack.sh"
+IDLE_BUDGET_S = 5.0
+TOKEN = "stack-emulator"  # what stack.sh gives the worker
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _run(*argv: str, env: dict[str, str], within: float) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), within)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace")
+
+
+async def test_make_up_syncs_a_mailbox_and_make_down_stops_it(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    broker = kafka_bootstrap.split(",")[0]
+    graph_port, dataverse_port = _free_port(), _free_port()
+    run = uuid.uuid4().hex[:10]
+    env = {
+        **os.environ,
+        "KAFKA_PORT": broker.rpartition(":")[2],
+        "GRAPH_PORT": str(graph_port),
+        "DATAVERSE_PORT": str(dataverse_port),
+        "STACK_RUN_DIR": str(tmp_path / "stack"),
+        "STACK_PYTHON": sys.executable,
+        "DYNASYNC_APP_ID": f"dynasync-stack-{run}",
+        "DYNASYNC_KAFKA__TOPIC_PREFIX": f"stack.{run}.",
+        "DYNASYNC_KAFKA__PARTITIONS": "2",
+        "DYNASYNC_DATA_DIR": str(tmp_path / "data"),
+    }
+    code, out = await _run("bash", str(STACK), "up", env=env, within=150)
+    try:
+        assert code == 0, out
+        assert "up. logs and pids in" in out
+        code, demo = await _run(
+            *(sys.executable, "-m", "pipeline.cli", "demo", "--bootstrap", broker),
+            *("--graph-url", f"http://127.0.0.1:{graph_port}"),
+            *("--dataverse-url", f"http://127.0.0.1:{dataverse_port}/"),
+            *("--users", "1", "--timeout", "30", "--token", TOKEN),
+            env=env,
+            within=150,
+        )
+        assert code == 0, demo
+        for step in STEPS:
+            took = re.search(rf"\] \S+ +{re.escape(step)} +(\d+\.\d\d) s ", demo)
+            assert took, f"{step} not narrated:\n{demo}"
+            assert float(took.group(1)) <= IDLE_BUDGET_S, f"{step}: {took.group(1)} s\n{demo}"
+    finally:
+        down, stopped = await _run("bash", str(STACK), "down", env=env, within=60)
+    assert down == 0, stopped
+    assert "not started by the stack; left running" in stopped
+    status, _ = await _run("bash", str(STACK), "status", env=env, within=30)
+    assert status == 3  # nothing of the stack runs any more
+    with socket.create_connection((broker.rpartition(":")[0], int(env["KAFKA_PORT"])), 3):
+        pass  # and the broker it found is still there
