@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import logging
 import math
 import signal
@@ -95,6 +96,15 @@ async def run_pipeline(
     return 0
 
 
+def _dump_tasks() -> None:
+    """Log where every task of the worker waits (``kill -USR1`` a stuck worker)."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        print(f"--- {task.get_name()}: {task.get_coro()!r}", file=out)
+        task.print_stack(limit=12, file=out)
+    log.warning("tasks of this worker:\n%s", out.getvalue())
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline.cli.main import load_settings
 
@@ -108,6 +118,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
         return await run_pipeline(
             settings,
             crm_poll_s=args.crm_poll,
