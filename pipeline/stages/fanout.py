@@ -162,7 +162,7 @@ def fanout_stage(
         async def run(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
             manual = manual_acks(stream)
             async with AckWindow(manual, max_events=size.events, max_delay_s=size.delay_s) as held:
-                async for event in manual.events():
+                async for event in held.events():
                     sends: list[Awaitable[object]] = []
                     try:
                         await handle(event, sends)

@@ -21,12 +21,14 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
 import faust
+
+from pipeline.stages.stall import StallWatch
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +82,20 @@ class AckWindow:
         max_events: int = 1000,
         max_delay_s: float = 0.005,
         on_fatal: Callable[[BaseException], Awaitable[None]] | None = exit_process,
+        stall_after_s: float | None = 10.0,
     ) -> None:
         if max_events < 1 or not 0 < max_delay_s <= 1:
             raise ValueError("max_events must be >= 1 and max_delay_s within (0, 1]")
         self._stream = stream
+        self._watch = (
+            None
+            if stall_after_s is None
+            else StallWatch(
+                lambda: stream.app.consumer,
+                flowing=lambda: getattr(stream.app.consumer, "flow_active", False) is True,
+                after_s=stall_after_s,
+            )
+        )
         self._max = max_events
         self._delay = max_delay_s
         self._pending: deque[tuple[faust.EventT[Any], list[Awaitable[Any]], float]] = deque()
@@ -95,6 +107,17 @@ class AckWindow:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    async def events(self) -> AsyncIterator[faust.EventT[Any]]:
+        """The stream's events; iterate this rather than the stream, so records Faust fetched
+        but never delivered are noticed and read again (:mod:`pipeline.stages.stall`)."""
+        watch = self._watch
+        async for event in self._stream.events():
+            if watch is not None:
+                watch.took(event.message.tp, event.message.offset)
+            yield event
+            if watch is not None:
+                watch.done()
 
     async def add(self, event: faust.EventT[Any], sends: Iterable[Awaitable[Any]]) -> None:
         """Hold ``event`` until ``sends`` are acknowledged; acks the events whose sends are done
@@ -158,6 +181,11 @@ class AckWindow:
             if self._pending and time.monotonic() - self._pending[0][2] >= self._delay:
                 with contextlib.suppress(SendFailedError):
                     await self.flush()
+            if self._watch is not None and not self._pending:
+                try:
+                    await self._watch.check()
+                except Exception as exc:  # the watch must never take the agent down
+                    log.warning("stall check failed: %s", exc)
 
     async def __aenter__(self) -> Self:
         self._owner = asyncio.current_task()

@@ -52,7 +52,7 @@ def writers_stage(
         async def run(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
             manual = manual_acks(stream)
             async with AckWindow(manual, max_events=size.events, max_delay_s=size.delay_s) as held:
-                async for event in manual.events():
+                async for event in held.events():
                     try:
                         command = loads(WriteCommand, event.value, check=False)
                         outcome = await apply(command)
