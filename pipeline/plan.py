@@ -329,32 +329,12 @@ class _Builder:
         self.now = now
         self.actions: list[Action] = []
 
-    def command(
-        self, target: Side, action: CommandAction, fields: Projection, *, create: bool = False
-    ) -> None:
+    def command(self, target: Side, action: CommandAction, fields: Projection) -> None:
         link = self.link
-        side = link.side(target)
         command_id = derived_id("cmd", self.caused_by, target, action, link.correlation_id)
-        if_match = None if create else side.version
-        self.actions.append(
-            WriteCommand(
-                command_id=command_id,
-                mailbox_id=link.mailbox_id,
-                org_id=link.org_id,
-                target=target,
-                kind=link.kind,
-                action=action,
-                correlation_id=link.correlation_id,
-                caused_by=self.caused_by,
-                issued_at=self.now,
-                table=link.crm_table,
-                target_id=None if create else side.item_id,
-                if_match=if_match,
-                fields=dict(fields),
-                run_as=self.rules.systemuser_id if target == "crm" else None,
-            )
-        )
+        if_match = None if _creates(action) else link.side(target).version
         pending = PendingWrite(command_id, target, action, dict(fields), if_match)
+        self.actions.append(_write_command(link, pending, self.rules, self.caused_by, self.now))
         self.link = replace(link, pending=(*link.pending, pending))
 
     def event(self, ce_type: EventType, op: Op, origin: Side, fields: Projection) -> None:
@@ -400,6 +380,33 @@ class _Builder:
         return Plan(replace(self.link, updated_at=self.now), tuple(self.actions))
 
 
+def _creates(action: CommandAction) -> bool:
+    """Whether ``action`` makes the item (so it has no target id or version yet)."""
+    return action in ("create", "send")
+
+
+def _write_command(
+    link: LinkState, pending: PendingWrite, rules: MailboxRules, caused_by: str, now: str
+) -> WriteCommand:
+    """The command of the link's write ``pending``."""
+    return WriteCommand(
+        command_id=pending.command_id,
+        mailbox_id=link.mailbox_id,
+        org_id=link.org_id,
+        target=pending.target,
+        kind=link.kind,
+        action=pending.action,
+        correlation_id=link.correlation_id,
+        caused_by=caused_by,
+        issued_at=now,
+        table=link.crm_table,
+        target_id=None if _creates(pending.action) else link.side(pending.target).item_id,
+        if_match=pending.if_match,
+        fields=dict(pending.fields),
+        run_as=rules.systemuser_id if pending.target == "crm" else None,
+    )
+
+
 def _reissued(
     link: LinkState, caused_by: str, rules: MailboxRules, now: str
 ) -> tuple[WriteCommand, ...]:
@@ -409,30 +416,11 @@ def _reissued(
     changelog but its commands may not have reached their topic; sending them again is safe
     (same command ids, idempotent writers) and is the only way they are not lost.
     """
-    out = []
-    for p in link.pending:
-        if p.command_id != derived_id("cmd", caused_by, p.target, p.action, link.correlation_id):
-            continue
-        create = p.action in ("create", "send")
-        out.append(
-            WriteCommand(
-                command_id=p.command_id,
-                mailbox_id=link.mailbox_id,
-                org_id=link.org_id,
-                target=p.target,
-                kind=link.kind,
-                action=p.action,
-                correlation_id=link.correlation_id,
-                caused_by=caused_by,
-                issued_at=now,
-                table=link.crm_table,
-                target_id=None if create else link.side(p.target).item_id,
-                if_match=p.if_match,
-                fields=dict(p.fields),
-                run_as=rules.systemuser_id if p.target == "crm" else None,
-            )
-        )
-    return tuple(out)
+    return tuple(
+        _write_command(link, p, rules, caused_by, now)
+        for p in link.pending
+        if p.command_id == derived_id("cmd", caused_by, p.target, p.action, link.correlation_id)
+    )
 
 
 def plan(change: ItemChange, link: LinkState | None, rules: MailboxRules, now: str) -> Plan:
@@ -598,7 +586,7 @@ def _first_sight(change: ItemChange, rules: MailboxRules, now: str) -> Plan:
     if existing is not None:  # one activity per internetMessageId: link to it
         b.command(o, "update", fields)
     else:
-        b.command(o, action, fields, create=True)
+        b.command(o, action, fields)
     return b.done()
 
 
@@ -625,7 +613,7 @@ def _recreate(b: _Builder, target: Side, source: Side) -> None:
     b.link = replace(
         link.with_side(target, SideState()), base={}, tombstone=False, pending=(), conflicts={}
     )
-    b.command(target, "create", fields, create=True)
+    b.command(target, "create", fields)
 
 
 def _moment(value: Any) -> datetime | None:
