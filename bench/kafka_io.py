@@ -10,20 +10,13 @@ from collections.abc import Iterator
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from pipeline.cli.topics import TopicMismatchError, ensure_topics
+from pipeline.cli.topics import ensure_topics
 from pipeline.settings import KafkaSettings
 
 
 async def create_topics(kafka: KafkaSettings, extra: list[str]) -> None:
     """The catalogue topics under ``kafka``'s prefix, plus ``extra`` with the same partitions."""
-    for attempt in range(20):  # metadata may lag right after CreateTopics
-        try:
-            await ensure_topics(kafka)
-            break
-        except TopicMismatchError:
-            if attempt == 19:
-                raise
-            await asyncio.sleep(0.5)
+    await ensure_topics(kafka)
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
     await admin.start()
     try:

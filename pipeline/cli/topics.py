@@ -52,7 +52,8 @@ async def ensure_topics(kafka: KafkaSettings, *, timeout_ms: int = 30_000) -> li
             # another process may win the race: fine, the counts are checked below
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing, timeout_ms=timeout_ms)
-            existing = await _wait_for(admin, set(wanted), timeout_ms / 1000)
+            created = {t.name for t in missing}
+            existing = await _wait_for(admin, set(wanted), created, kafka.partitions, timeout_ms)
         reports = []
         for name in wanted:
             count = existing.get(name)
@@ -70,13 +71,15 @@ async def ensure_topics(kafka: KafkaSettings, *, timeout_ms: int = 30_000) -> li
 
 
 async def _wait_for(
-    admin: AIOKafkaAdminClient, names: set[str], timeout_s: float
+    admin: AIOKafkaAdminClient, names: set[str], created: set[str], partitions: int, timeout_ms: int
 ) -> dict[str, int]:
-    # CreateTopics answers before every broker's metadata knows the topics: poll until it does.
-    deadline = asyncio.get_running_loop().time() + timeout_s
+    # CreateTopics answers before every broker's metadata knows the topics and all their
+    # partitions: poll until it does.
+    deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
     while True:
         counts = await _partition_counts(admin)
-        if names <= set(counts) or asyncio.get_running_loop().time() > deadline:
+        settled = names <= set(counts) and all(counts[n] == partitions for n in created)
+        if settled or asyncio.get_running_loop().time() > deadline:
             return counts
         await asyncio.sleep(0.2)
 

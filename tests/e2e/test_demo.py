@@ -23,8 +23,9 @@ from emulators.graph.app import create_app as create_graph
 from emulators.graph.config import EmulatorConfig as GraphConfig
 from pipeline.cli.demo import STEPS
 from pipeline.cli.pipeline_cmd import READY_LINE
+from pipeline.cli.topics import ensure_topics
 from pipeline.settings import KafkaSettings
-from tests.e2e.world import create_topics, serve
+from tests.e2e.world import serve
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 TOKEN = "demo-e2e"
@@ -57,7 +58,7 @@ async def stack(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[Stack]:
     dataverse = await serve(create_dataverse(DataverseConfig()))
     run = uuid.uuid4().hex[:10]
     prefix = f"demo.{run}."
-    await create_topics(KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=prefix, partitions=2))
+    await ensure_topics(KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=prefix, partitions=2))
     env = {
         **os.environ,
         "DYNASYNC_APP_ID": f"dynasync-demo-{run}",

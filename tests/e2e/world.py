@@ -20,7 +20,7 @@ from emulators.dataverse import EmulatorConfig as DataverseConfig
 from emulators.dataverse import create_app as create_dataverse
 from emulators.graph.app import create_app as create_graph
 from emulators.graph.config import EmulatorConfig as GraphConfig
-from pipeline.cli.topics import TopicMismatchError, ensure_topics
+from pipeline.cli.topics import ensure_topics
 from pipeline.config_store import ConfigStore
 from pipeline.runtime import Pipeline, RuntimeOptions
 from pipeline.settings import DataverseSettings, GraphSettings, KafkaSettings, Settings
@@ -130,17 +130,6 @@ async def serve(app: Any) -> TestServer:
     return server
 
 
-async def create_topics(kafka: KafkaSettings) -> None:
-    for attempt in range(10):  # metadata may lag right after CreateTopics
-        try:
-            await ensure_topics(kafka)
-            return
-        except TopicMismatchError:
-            if attempt == 9:
-                raise
-            await asyncio.sleep(0.5)
-
-
 @asynccontextmanager
 async def open_world(
     kafka_bootstrap: str,
@@ -167,7 +156,7 @@ async def open_world(
     graph_url = f"http://127.0.0.1:{graph.port}"
     dv_url = f"http://127.0.0.1:{dataverse.port}"
     try:
-        await create_topics(kafka)
+        await ensure_topics(kafka)
         graph_for_pipeline = await graph_api(graph_url) if graph_api else graph_url
         dv_for_pipeline = await dataverse_api(dv_url) if dataverse_api else dv_url
         settings = Settings(

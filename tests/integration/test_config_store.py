@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from pipeline.cli.main import main
-from pipeline.cli.topics import TopicMismatchError, ensure_topics
+from pipeline.cli.topics import ensure_topics
 from pipeline.config_store import ConfigError, ConfigStore
 from pipeline.settings import KafkaSettings
 from schemas.models import FieldDirections, FilterRecord, Mailbox, Organisation
@@ -27,15 +27,7 @@ async def kafka(kafka_bootstrap: str) -> KafkaSettings:
     settings = KafkaSettings(
         bootstrap=kafka_bootstrap, topic_prefix=f"cfg{uuid.uuid4().hex[:10]}.", partitions=2
     )
-    for attempt in range(5):
-        try:
-            await ensure_topics(settings)
-            break
-        except TopicMismatchError:
-            # the broker's metadata can lag a fresh CreateTopics (seen with many parallel tests)
-            if attempt == 4:
-                raise
-            await asyncio.sleep(0.5)
+    await ensure_topics(settings)
     return settings
 
 

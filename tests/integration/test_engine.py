@@ -18,7 +18,7 @@ from connectors.base import CommandSink
 from connectors.errors import TransientError
 from connectors.memory import MemoryItem, MemorySide, MemorySink
 from pipeline.app import build_app
-from pipeline.cli.topics import TopicMismatchError, ensure_topics
+from pipeline.cli.topics import ensure_topics
 from pipeline.plan import MailboxRules
 from pipeline.settings import KafkaSettings, Settings
 from pipeline.stages.engine import StaticRules, engine_stage
@@ -102,14 +102,7 @@ class _Reachable:
 async def rig(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[Rig]:
     run = uuid.uuid4().hex[:10]
     kafka = KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=f"eng.{run}.", partitions=2)
-    for attempt in range(10):  # metadata may lag right after CreateTopics
-        try:
-            await ensure_topics(kafka)
-            break
-        except TopicMismatchError:
-            if attempt == 9:
-                raise
-            await asyncio.sleep(0.5)
+    await ensure_topics(kafka)
     settings = Settings(app_id=f"dynasync-eng-{run}", kafka=kafka, data_dir=tmp_path)
     rig = Rig(kafka_bootstrap, kafka, settings)
     rig.producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")

@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from pipeline.app import build_app
-from pipeline.cli.topics import TopicMismatchError, ensure_topics
+from pipeline.cli.topics import ensure_topics
 from pipeline.settings import KafkaSettings, Settings
 from pipeline.stages.fanout import StaticDirectory, fanout_stage
 from pipeline.stages.publish import DLQ_ERROR, DLQ_TOPIC
@@ -53,14 +53,7 @@ async def test_reassigned_contact_moves_and_leaves_a_left_filter_copy(
 ) -> None:
     run = uuid.uuid4().hex[:10]
     kafka = KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=f"fan.{run}.", partitions=2)
-    for attempt in range(10):  # metadata may lag right after CreateTopics
-        try:
-            await ensure_topics(kafka)
-            break
-        except TopicMismatchError:
-            if attempt == 9:
-                raise
-            await asyncio.sleep(0.5)
+    await ensure_topics(kafka)
     settings = Settings(app_id=f"dynasync-fan-{run}", kafka=kafka, data_dir=tmp_path)
     app = build_app(settings, [fanout_stage(StaticDirectory(MAILBOXES))])
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")

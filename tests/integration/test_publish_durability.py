@@ -30,7 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bench.kafka_io import TimedTail, produce_all
 from bench.workload import ORG, USER, change, encoded, mailbox_ids
 from pipeline.app import build_app
-from pipeline.cli.topics import TopicMismatchError, ensure_topics
+from pipeline.cli.topics import ensure_topics
 from pipeline.plan import MailboxRules
 from pipeline.settings import KafkaSettings, Settings
 from pipeline.stages.engine import StaticRules, engine_stage
@@ -77,14 +77,7 @@ async def _world(bootstrap: str, tmp_path: Path, small_topic: str | None = None)
             await admin.create_topics([NewTopic(name, PARTITIONS, 1, topic_configs=limit)])
         finally:
             await admin.close()
-    for attempt in range(20):  # metadata may lag right after CreateTopics
-        try:
-            await ensure_topics(kafka)
-            break
-        except TopicMismatchError:
-            if attempt == 19:
-                raise
-            await asyncio.sleep(0.5)
+    await ensure_topics(kafka)
     return world
 
 
