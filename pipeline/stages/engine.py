@@ -192,6 +192,7 @@ def engine_stage(
                 if link is None:
                     return
                 result = apply_outcome(link, outcome, mbx, clock())
+                _log_drop(f"outcome of {outcome.command_id}", result)
                 sends += await publisher.emit(result.actions)
                 store_plan(outcome.mailbox_id, link, result)
                 return
@@ -230,8 +231,7 @@ def engine_stage(
             if directories is not None:
                 found = await with_crm_facts(change, link, found, directories)
             result = plan(change, link, found, clock())
-            if result.dropped is not None and log.isEnabledFor(logging.DEBUG):
-                log.debug("%s (%s) dropped: %s", change.change_id, change.kind, result.dropped)
+            _log_drop(f"{change.change_id} ({change.kind})", result)
             sends += await publisher.emit(result.actions)
             store_plan(mailbox_id, link, result)
 
@@ -284,3 +284,8 @@ def _rules(rules: RulesSource, mailbox_id: str) -> MailboxRules:
     if found is None:
         raise UnknownMailboxError(f"no rules for mailbox {mailbox_id!r}")
     return found
+
+
+def _log_drop(what: str, result: Plan) -> None:
+    if result.dropped is not None and log.isEnabledFor(logging.DEBUG):
+        log.debug("%s dropped: %s", what, result.dropped)

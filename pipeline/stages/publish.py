@@ -17,7 +17,7 @@ import faust
 import orjson
 from faust.types import ProducerT
 
-from pipeline.plan import Action, Alert, ConflictEntry, Drop
+from pipeline.plan import Action, Alert, ConflictEntry
 from pipeline.settings import Settings
 from pipeline.topics import (
     COMMANDS_CRM,
@@ -96,8 +96,6 @@ class Publisher:
                         [(DLQ_REASON, b"alert"), (DLQ_ERROR, action.reason.encode()[:4096])],
                     )
                 )
-            elif isinstance(action, Drop):
-                log.debug("dropped: %s", action.reason)
         return sent
 
     async def poison(
