@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli.demo import STEPS
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 
@@ -23,12 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "deploy" / "run" / "stack.sh"
 IDLE_BUDGET_S = 5.0
 TOKEN = "stack-emulator"  # what stack.sh gives the worker
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _run(*argv: str, env: dict[str, str], within: float) -> tuple[int, str]:
@@ -44,7 +39,7 @@ async def test_make_up_syncs_a_mailbox_and_make_down_stops_it(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     broker = kafka_bootstrap.split(",")[0]
-    graph_port, dataverse_port = _free_port(), _free_port()
+    graph_port, dataverse_port = free_port(), free_port()
     run = uuid.uuid4().hex[:10]
     env = {
         **os.environ,

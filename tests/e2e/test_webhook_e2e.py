@@ -4,7 +4,6 @@ without any Outlook polling (the poll interval is set far beyond the test's budg
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from typing import Any
@@ -15,17 +14,11 @@ import pytest
 from pipeline.runtime import Pipeline, RuntimeOptions
 from pipeline.settings import GraphSettings, ReceiverSettings
 from tests.e2e.world import TOKEN, World, crm_contact_in_outlook, eventually
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 
 NO_POLLING = RuntimeOptions(outlook_poll_s=3600.0, crm_poll_s=0.5)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def _graph_stats(w: World) -> dict[str, Any]:
@@ -38,7 +31,7 @@ async def _graph_stats(w: World) -> dict[str, Any]:
 
 async def test_outlook_edit_reaches_crm_through_a_webhook(world: World) -> None:
     w = world
-    port = _free_port()
+    port = free_port()
     public = f"http://127.0.0.1:{port}"
     settings = w.settings.model_copy(
         update={
@@ -82,7 +75,7 @@ async def test_outlook_edit_reaches_crm_through_a_webhook(world: World) -> None:
 
 async def test_receiver_refuses_garbage_while_the_pipeline_runs(world: World) -> None:
     w = world
-    port = _free_port()
+    port = free_port()
     public = f"http://127.0.0.1:{port}"
     settings = w.settings.model_copy(
         update={

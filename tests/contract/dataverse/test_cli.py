@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 
@@ -11,6 +10,7 @@ import aiohttp
 import pytest
 
 from emulators.dataverse.__main__ import parse_args
+from tests.ports import free_port
 
 
 @pytest.mark.parametrize(
@@ -48,14 +48,8 @@ def test_cli_args_build_config() -> None:
     assert config.throttle_enabled is False
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_module_runs_and_serves() -> None:
-    port = _free_port()
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
