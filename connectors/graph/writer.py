@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.base import outcome_for
-from connectors.errors import ConnectorError, InvalidResponseError
+from connectors.errors import InvalidResponseError
 from connectors.graph.mapping import (
     CORRELATION_PROPERTY_ID,
     correlation_id_of,
@@ -36,7 +36,16 @@ from schemas.types import Kind
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 20
-_RETRY_STATUS = frozenset({429, 503, 504})
+#: Statuses that say the service is busy or broken for now: the request goes round again
+#: (a create after its lookup), never parks the item.
+_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+def _again(status: int) -> bool:
+    """Whether a sub-request's status is transient (throttled, a 5xx, a failed dependency)."""
+    return status in _RETRY_STATUS or status >= 500 or status == 424
+
+
 _COLLECTION: dict[Kind, str] = {"contact": "contacts", "appointment": "events", "email": "messages"}
 
 
@@ -271,13 +280,15 @@ class GraphWriter:
                 continue
             sub = lookups.get(i)
             if sub is not None:
-                if sub.status in _RETRY_STATUS:
+                if _again(sub.status):
                     retry.append((i, cmd))
                     wait = max(wait, sub.retry_after or 0.5)
                     continue
                 found = self._found(cmd, sub)
                 if found is not None:
-                    outcomes[i] = created[key] = found
+                    outcomes[i] = found
+                    if found.status == "applied":
+                        created[key] = found
                     continue
             if cmd.action in ("create", "send") and key in created:
                 outcomes[i] = self._replay(cmd, created[key])
@@ -304,7 +315,7 @@ class GraphWriter:
             sub = writes.get(i)
             if sub is None:
                 continue
-            if sub.status in _RETRY_STATUS or sub.status == 424:
+            if _again(sub.status):
                 retry.append((i, cmd))
                 wait = max(wait, sub.retry_after or 0.5)
                 continue
@@ -371,7 +382,7 @@ class GraphWriter:
             wait = 0.5
             for i, sub in enumerate(pending):
                 step = posts.get(i, patches[i])
-                if step.status in _RETRY_STATUS or reads[i].status in _RETRY_STATUS:
+                if _again(step.status) or _again(reads[i].status):
                     retry.append(sub)
                     wait = max(wait, step.retry_after or reads[i].retry_after or 0.5)
                 elif not 200 <= step.status < 300:
@@ -386,10 +397,13 @@ class GraphWriter:
             sub.response = {"error": {"code": "throttled", "message": "extension not written"}}
 
     def _found(self, cmd: WriteCommand, sub: _Sub) -> WriteOutcome | None:
+        """The item a create's lookup found (applied), a permanent failure of the lookup (its
+        outcome, like the write's would be), or None: nothing found, write it."""
         if sub.status == 404:
             return None
         if not 200 <= sub.status < 300:
-            raise ConnectorError(f"correlation lookup failed: HTTP {sub.status}", status=sub.status)
+            failed = self._result(cmd, sub)
+            return replace(failed, error_message=f"correlation lookup: {failed.error_message}")
         items = (sub.response or {}).get("value")
         if not isinstance(items, list):
             raise InvalidResponseError("correlation lookup: no value array")

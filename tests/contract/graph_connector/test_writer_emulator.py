@@ -265,3 +265,29 @@ async def test_send_mail_is_looked_up_in_sent_items_so_a_retry_sends_once(
     assert sent["value"][0]["id"] == again.target_id
     inbox = await emulator.call("GET", f"users/{recipient}/mailFolders/inbox/messages")
     assert [m["subject"] for m in inbox.json()["value"]] == ["Quote"]
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+async def test_a_create_whose_lookup_meets_an_outage_is_retriable_and_then_applied_once(
+    env: Env, status: int
+) -> None:
+    """A 5xx or 429 on the correlation lookup is transient: a retriable outcome (the writer
+    stage waits and tries again), never an error that parks the create; once the service is
+    back the create is applied exactly once."""
+    writer = GraphWriter(env.transport, max_rounds=2, sleep_cap_s=0.05)
+    cmd = env.cmd("contact", "create", {"firstname": "Outage", "lastname": f"L{status}"})
+    await env.emulator.control(
+        "faults", {"status": status, "rate": 1.0, "retry_after": 0, "mailbox": env.mailbox}
+    )
+    try:
+        (during,) = await writer.apply([cmd])
+    finally:
+        async with httpx.AsyncClient() as http:
+            (await http.delete(f"{env.emulator.url}/_emulator/faults")).raise_for_status()
+    assert (during.status, during.retriable) == ("failed", True), during
+    (first,) = await writer.apply([cmd])
+    (again,) = await writer.apply([cmd])
+    assert first.status == again.status == "applied", (first, again)
+    assert first.target_id == again.target_id
+    contacts = (await env.get(f"contacts?$filter=surname eq 'L{status}'"))["value"]
+    assert [c["id"] for c in contacts] == [first.target_id]
