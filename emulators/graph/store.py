@@ -162,6 +162,16 @@ class Store:
         mailbox.default_list = todo.id
         return mailbox
 
+    def delete_user(self, key: str) -> Mailbox:
+        """Remove a user and its mailbox (its UPN and mail are free again); Graph's 404 if
+        there is none."""
+        mailbox = self.user(key)
+        del self.mailboxes[mailbox.id]
+        for name in {mailbox.upn.lower(), mailbox.mail.lower()}:
+            if self._by_name.get(name) == mailbox.id:
+                del self._by_name[name]
+        return mailbox
+
     def user(self, key: str) -> Mailbox:
         """A mailbox by id, userPrincipalName or mail (case-insensitive)."""
         uid = key if key in self.mailboxes else self._by_name.get(key.lower())

@@ -269,6 +269,13 @@ class SubscriptionManager:
         self.get(sub_id)
         del self.items[sub_id]
 
+    def drop_mailbox(self, mailbox_id: str) -> list[str]:
+        """Forget every subscription to a mailbox that is gone; their ids."""
+        gone = [sid for sid, sub in self.items.items() if sub.mailbox_id == mailbox_id]
+        for sid in gone:
+            del self.items[sid]
+        return gone
+
     def on_change(self, event: ChangeEvent) -> None:
         """Queue one notification per matching subscription."""
         if event.kind not in _TYPES:

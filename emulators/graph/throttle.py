@@ -63,6 +63,13 @@ class Throttle:
 
 
 _FAULT_CODES = {
+    # a mailbox that Graph will not serve: consent revoked, access policy, licence removed
+    401: ("InvalidAuthenticationToken", "Access token validation failure."),
+    403: ("ErrorAccessDenied", "Access is denied. Check credentials and try again."),
+    404: (
+        "MailboxNotEnabledForRESTAPI",
+        "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+    ),
     429: ("TooManyRequests", "Too many requests."),
     500: ("InternalServerError", "An internal server error occurred."),
     503: ("ServiceNotAvailable", "The service is temporarily unavailable."),
@@ -96,7 +103,7 @@ class Fault:
             return None
         status = body.get("status", 503)
         if status not in _FAULT_CODES or isinstance(status, bool):
-            raise ValueError("status must be one of 429, 500, 503, 504")
+            raise ValueError("status must be one of 401, 403, 404, 429, 500, 503, 504")
         retry_after = body.get("retry_after", 1)
         if isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0:
             raise ValueError("retry_after must be a non-negative integer (seconds)")

@@ -76,8 +76,18 @@ async def list_users(ctx: Context, req: Request, params: dict[str, str]) -> Resp
     )
 
 
+async def delete_user(ctx: Context, req: Request, params: dict[str, str]) -> Response:
+    """``DELETE /users/{id | userPrincipalName}``: the user, its mailbox and its subscriptions
+    go; every later request for it answers 404 until a user is created under its name again
+    (a new id, a new To Do list, nothing of the old mailbox)."""
+    mailbox = ctx.store.delete_user(params["u"])
+    ctx.subscriptions.drop_mailbox(mailbox.id)
+    return Response(204)
+
+
 def register(router: Router) -> None:
     """Add the user routes."""
     router.add("POST", "/users", create_user)
     router.add("GET", "/users", list_users)
     router.add("GET", "/users/{u}", get_user)
+    router.add("DELETE", "/users/{u}", delete_user)

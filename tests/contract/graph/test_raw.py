@@ -249,6 +249,54 @@ async def test_faults_fire_and_clear_and_reset(graph: Graph) -> None:
     assert (await graph.raw.get(url)).status_code == 404
 
 
+async def test_a_deleted_user_is_404_until_created_again_with_a_new_mailbox(
+    graph: Graph, receiver: Receiver
+) -> None:
+    old_id = await graph.user("gone")
+    upn = "gone@contoso.test"
+    lists = await graph.raw.get(f"{graph.api}/users/{upn}/todo/lists")
+    old_list = lists.json()["value"][0]["id"]
+    sub = await graph.raw.post(
+        f"{graph.api}/subscriptions",
+        json={
+            "changeType": "created",
+            "notificationUrl": receiver.url,
+            "resource": f"users/{upn}/messages",
+            "expirationDateTime": _expiry(60),
+        },
+    )
+    assert sub.status_code == 201, sub.text
+    assert (await graph.raw.delete(f"{graph.api}/users/{upn}")).status_code == 204
+    for path in (f"users/{upn}/todo/lists", f"users/{old_id}/contacts", f"users/{upn}"):
+        gone = await graph.raw.get(f"{graph.api}/{path}")
+        assert gone.status_code == 404 and gone.json()["error"]["code"]
+    assert (await graph.raw.get(f"{graph.api}/subscriptions/{sub.json()['id']}")).status_code == 404
+    assert (await graph.raw.delete(f"{graph.api}/users/{upn}")).status_code == 404
+    new_id = await graph.user("gone")
+    assert new_id != old_id
+    again = await graph.raw.get(f"{graph.api}/users/{upn}/todo/lists/{old_list}/tasks")
+    assert again.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (401, "InvalidAuthenticationToken"),
+        (403, "ErrorAccessDenied"),
+        (404, "MailboxNotEnabledForRESTAPI"),
+    ],
+)
+async def test_mailbox_level_faults(graph: Graph, status: int, code: str) -> None:
+    await graph.user("alice")
+    on = await graph.raw.post(
+        f"{graph.root}/_emulator/faults",
+        json={"status": status, "rate": 1, "mailbox": "alice@contoso.test"},
+    )
+    assert on.status_code == 200
+    failed = await graph.raw.get(f"{graph.api}/users/alice@contoso.test/contacts")
+    assert failed.status_code == status and failed.json()["error"]["code"] == code
+
+
 @pytest.mark.parametrize(
     "argv",
     [
