@@ -185,6 +185,18 @@ class Mailbox:
     )
     tracked_folders: list[TrackedFolder] = field(default_factory=list, metadata={"maxItems": 25})
     field_groups: list[str] = field(default_factory=list)
+    failing_since: str | None = field(
+        default=None,
+        metadata=_TIME
+        | {"description": "Since when Graph refuses the mailbox (user gone, access denied)"},
+    )
+    last_error: str | None = field(
+        default=None,
+        metadata={
+            "maxLength": 500,
+            "description": "Why it is failing, or why the runtime disabled it",
+        },
+    )
     record_type: Literal["mailbox"] = "mailbox"
 
 

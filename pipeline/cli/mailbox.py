@@ -127,16 +127,26 @@ def _emit(args: argparse.Namespace, data: Any, lines: list[str]) -> None:
             print(line)
 
 
+def _status(m: Mailbox) -> str:
+    """The status, with the failing state the runtime keeps on the record."""
+    if m.failing_since is not None:
+        return f"{m.status}, failing since {m.failing_since}"
+    return m.status
+
+
 def _mailbox_lines(m: Mailbox) -> list[str]:
-    return [
+    lines = [
         f"mailbox     {m.mailbox_id}",
         f"upn         {m.upn}",
         f"org         {m.org_id}",
         f"systemuser  {m.systemuser_id}",
-        f"status      {m.status}",
+        f"status      {_status(m)}",
         f"auto-track  {m.auto_track}" + (", auto-create contacts" if m.auto_create_contact else ""),
         f"folders     {len(m.tracked_folders)} tracked",
     ]
+    if m.last_error is not None:
+        lines.append(f"last error  {m.last_error}")
+    return lines
 
 
 def _cmd_org_add(args: argparse.Namespace) -> int:
@@ -184,12 +194,17 @@ def _cmd_mailbox_list(args: argparse.Namespace) -> int:
             boxes = [m for m in boxes if m.org_id == args.org]
         head = f"{'MAILBOX':<32} {'UPN':<32} {'ORG':<16} {'SYSTEMUSER':<36} STATUS"
         rows = [
-            f"{m.mailbox_id:<32} {m.upn:<32} {m.org_id:<16} {m.systemuser_id:<36} {m.status}"
+            f"{m.mailbox_id:<32} {m.upn:<32} {m.org_id:<16} {m.systemuser_id:<36} {_status(m)}"
+            + (f" ({_short(m.last_error)})" if m.last_error else "")
             for m in boxes
         ]
         _emit(args, boxes, [head, *rows] if rows else ["no mailboxes"])
 
     return _with_store(args, act)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _cmd_mailbox_show(args: argparse.Namespace) -> int:
@@ -203,8 +218,11 @@ def _cmd_mailbox_show(args: argparse.Namespace) -> int:
 def _status_command(status: MailboxStatus) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
         async def act(store: ConfigStore) -> None:
+            found = _find_mailbox(store.snapshot, args.mailbox)
+            # an operator's enable or disable ends a failing state; enabling forgets its error
+            error = None if status == "enabled" else found.last_error
             mailbox = dataclasses.replace(
-                _find_mailbox(store.snapshot, args.mailbox), status=status
+                found, status=status, failing_since=None, last_error=error
             )
             await store.put(mailbox)
             _emit(args, mailbox, [f"mailbox {mailbox.mailbox_id} is now {status}"])
