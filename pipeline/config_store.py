@@ -219,11 +219,11 @@ class ConfigStore:
             request_timeout_ms=int(self._timeout_s * 1000),
             client_id="dynasync-config",
         )
-        await producer.start()
         self._producer = producer
         try:
+            await producer.start()
             await self.load()
-        except BaseException:
+        except BaseException:  # a producer that failed to start is closed too
             await self.stop()
             raise
 
@@ -258,8 +258,8 @@ class ConfigStore:
             request_timeout_ms=int(self._timeout_s * 1000),
             client_id="dynasync-config-reader",
         )
-        await consumer.start()
         try:
+            await consumer.start()
             parts = await self._partitions()
             tps = [TopicPartition(self._topic, p) for p in sorted(parts)]
             consumer.assign(tps)
@@ -289,8 +289,8 @@ class ConfigStore:
             request_timeout_ms=int(self._timeout_s * 1000),
             client_id="dynasync-config-admin",
         )
-        await admin.start()
         try:
+            await admin.start()
             (meta,) = await admin.describe_topics([self._topic])
         finally:
             await admin.close()

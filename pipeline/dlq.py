@@ -129,8 +129,8 @@ def group_id(app_id: str) -> str:
 async def topic_partitions(bootstrap: str, name: str) -> list[int]:
     """The partition numbers of topic ``name`` (LookupError if it does not exist)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
     try:
+        await admin.start()
         (meta,) = await admin.describe_topics([name])
     finally:
         await admin.close()
@@ -177,8 +177,8 @@ async def list_dlq(
 ) -> list[DlqRecord]:
     """Every dlq record ``select`` takes, oldest first per partition."""
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         records, _ = await _scan(
             consumer, kafka.bootstrap, topic_name(DLQ, kafka), resume=False, timeout_s=timeout_s
         )
@@ -214,11 +214,11 @@ async def replay(
     producer = AIOKafkaProducer(
         bootstrap_servers=kafka.bootstrap, acks="all", enable_idempotence=True
     )
-    await consumer.start()
-    await producer.start()
     replayed: list[DlqRecord] = []
     skipped: list[tuple[DlqRecord, str]] = []
     try:
+        await consumer.start()
+        await producer.start()
         records, ends = await _scan(
             consumer, kafka.bootstrap, topic_name(DLQ, kafka), resume=True, timeout_s=timeout_s
         )

@@ -32,8 +32,8 @@ async def wait_for_readers(
         auto_offset_reset="earliest",
         client_id="dynasync-demo-watch",
     )
-    await consumer.start()
     try:
+        await consumer.start()
         while len(seen) < len(prefixes) and time.monotonic() - start <= timeout_s:
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():

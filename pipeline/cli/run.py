@@ -44,8 +44,8 @@ async def demo_echo(bootstrap: str, *, messages: int = 5, timeout_s: float = 60.
     run = uuid.uuid4().hex[:8]
     source, sink = f"demo.{run}.in", f"demo.{run}.out"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
     try:
+        await admin.start()
         await admin.create_topics([NewTopic(source, 1, 1), NewTopic(sink, 1, 1)])
     except TopicAlreadyExistsError:
         pass
@@ -58,15 +58,15 @@ async def demo_echo(bootstrap: str, *, messages: int = 5, timeout_s: float = 60.
     await app.start()
     try:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-        await producer.start()
         try:
+            await producer.start()
             for i in range(messages):
                 await producer.send_and_wait(source, f"hello #{i}".encode(), key=b"mailbox-demo")
         finally:
             await producer.stop()
         consumer = AIOKafkaConsumer(sink, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-        await consumer.start()
         try:
+            await consumer.start()
             while len(lines) < messages:
                 remaining = timeout_s - (time.monotonic() - started)
                 record: Any = await asyncio.wait_for(consumer.getone(), max(remaining, 0.1))

@@ -34,8 +34,8 @@ async def ensure_topics(kafka: KafkaSettings, *, timeout_ms: int = 30_000) -> li
     admin = AIOKafkaAdminClient(
         bootstrap_servers=kafka.bootstrap, request_timeout_ms=timeout_ms, client_id="dynasync-cli"
     )
-    await admin.start()
     try:
+        await admin.start()
         existing = await _partition_counts(admin)
         wanted = {topic_name(spec, kafka): spec for spec in ALL_TOPICS}
         missing = [
