@@ -7,7 +7,11 @@ Graph and Dataverse sinks) and the readers that feed them.
   window and each To Do list, publishing to ``changes.outlook``. With
   ``settings.graph.notification_url`` the webhook receiver runs here, subscriptions are kept
   alive, notifications drive delta passes and only To Do (no app-only webhooks) is polled;
-  otherwise every stream is polled every ``outlook_poll_s``.
+  otherwise every stream is polled every ``outlook_poll_s``. Each mailbox's reader runs under a
+  :class:`pipeline.mailbox_runner.MailboxRunner`: passing failures back off; a mailbox Graph
+  refuses is marked failing (alert to ``dlq``, ``failing_since``/``last_error`` on its config
+  record, subscriptions and cached To Do list ids dropped), retried ``settings.health``
+  ``failing_tries`` times ``failing_retry_s`` apart, then disabled in the config.
 
 ``Pipeline.refresh(snapshot)`` applies a new configuration snapshot: readers of new enabled
 mailboxes and organisations start, those of removed or disabled ones stop; the engine reads its
@@ -18,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
@@ -29,20 +35,29 @@ from aiokafka import AIOKafkaConsumer
 
 from connectors.dataverse.publisher import CrmTableReader
 from connectors.dataverse.reader import DataverseChangeSource
+from connectors.errors import ConnectorError
+from connectors.graph.notifications import RESOURCE_KINDS
 from connectors.graph.reader import GraphDeltaSource, mailbox_streams
 from connectors.graph.receiver import ReceiverConfig, ReceiverServer, create_receiver_app
-from connectors.graph.subscriptions import SubscriptionManager, SubscriptionRegistry
+from connectors.graph.subscriptions import (
+    SubscriptionManager,
+    SubscriptionRegistry,
+    subscription_key,
+)
 from connectors.graph.sync import OutlookReader
 from connectors.http import RetryPolicy
 from connectors.store import KafkaCursorStore, KafkaPublisher
 from pipeline.app import build_app
-from pipeline.config_store import ConfigSnapshot
+from pipeline.config_store import ConfigSnapshot, ConfigStore
 from pipeline.crm_directory import CrmDirectory
+from pipeline.mailbox_runner import MailboxRunner, RunnerPolicy, RunnerState, describe
+from pipeline.plan import Alert
 from pipeline.rules_source import ConfigDirectory, ConfigRules
 from pipeline.settings import Settings
 from pipeline.sinks import Connections, UnknownOrganisationError
 from pipeline.stages.engine import engine_stage
 from pipeline.stages.fanout import fanout_stage
+from pipeline.stages.publish import Publisher
 from pipeline.stages.writers import writers_stage
 from pipeline.topics import (
     CHANGES_OUTLOOK,
@@ -78,12 +93,24 @@ class RuntimeOptions:
     todo: bool = True
     retry: RetryPolicy | None = None
     restart_delay_s: float = 2.0
+    max_restart_delay_s: float = 60.0
+    """Cap of an Outlook reader's exponential backoff after passing failures."""
+    failure_summary_s: float = 60.0
+    """How often a reader that keeps failing logs a summary line."""
 
     def __post_init__(self) -> None:
-        for name in ("crm_poll_s", "outlook_poll_s", "restart_delay_s"):
+        for name in (
+            "crm_poll_s",
+            "outlook_poll_s",
+            "restart_delay_s",
+            "max_restart_delay_s",
+            "failure_summary_s",
+        ):
             value = getattr(self, name)
             if not 0 < value <= 3600:
                 raise ValueError(f"{name} must be within (0, 3600] seconds, got {value!r}")
+        if self.max_restart_delay_s < self.restart_delay_s:
+            raise ValueError("max_restart_delay_s must be >= restart_delay_s")
         if not self.crm_tables:
             raise ValueError("crm_tables must name at least one table")
 
@@ -137,6 +164,9 @@ class Pipeline:
         self._streams: dict[str, list[GraphDeltaSource]] = {}
         self._crm_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._mailbox_tasks: dict[str, asyncio.Task[None]] = {}
+        self._runners: dict[str, MailboxRunner] = {}
+        self._failing: set[str] = set()
+        self._alerts: Publisher | None = None
         self._service_tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -160,6 +190,11 @@ class Pipeline:
         if app is None or not app.crashed:
             return None
         return repr(app.crash_reason) if app.crash_reason is not None else "crashed"
+
+    def mailbox_state(self, mailbox_id: str) -> RunnerState | None:
+        """How the mailbox's Outlook reader fares (None: it has none in this process)."""
+        runner = self._runners.get(mailbox_id)
+        return None if runner is None else runner.state
 
     def enabled_mailboxes(self) -> list[Mailbox]:
         """The mailboxes that sync now (enabled, organisation known)."""
@@ -203,6 +238,7 @@ class Pipeline:
         ]
         self._app = build_app(settings, stages)
         await self._app.start()
+        self._alerts = Publisher.on(self._app, settings)
         self._reader = OutlookReader(
             self._streams_for,
             self._publisher,
@@ -240,8 +276,10 @@ class Pipeline:
         await self._consumer.start()
         reader, consumer, manager = self._reader, self._consumer, self._subscriptions
 
-        def names() -> list[str]:
-            return [m.mailbox_id for m in self.enabled_mailboxes()]
+        def names() -> list[str]:  # a failing mailbox's subscriptions wait for its reader
+            return [
+                m.mailbox_id for m in self.enabled_mailboxes() if m.mailbox_id not in self._failing
+            ]
 
         delay = self.options.restart_delay_s
         self._service_tasks += [
@@ -263,6 +301,7 @@ class Pipeline:
         if self._receiver is not None:
             receiver, self._receiver = self._receiver, None
             await receiver.stop()
+        self._runners, self._failing, self._alerts = {}, set(), None
         if self._app is not None:
             app, self._app = self._app, None
             try:  # a crashed app may wait forever for events it will never ack
@@ -358,13 +397,21 @@ class Pipeline:
         await _supervise(f"CRM reader {source.stream_id}", body, self.options.restart_delay_s)
 
     async def _refresh_mailboxes(self) -> None:
-        wanted = {m.mailbox_id for m in self.enabled_mailboxes()}
+        enabled = {m.mailbox_id: m for m in self.enabled_mailboxes()}
+        wanted = set(enabled)
         gone = [
-            self._mailbox_tasks.pop(key) for key in list(self._mailbox_tasks) if key not in wanted
+            self._mailbox_tasks.pop(key)
+            for key, task in list(self._mailbox_tasks.items())
+            if key not in wanted
+            # its runner disabled it, but an operator enabled it again before we saw that
+            or (task.done() and enabled[key].failing_since is None and not enabled[key].last_error)
         ]
         await _cancel(gone)
         for key in set(self._streams) - wanted:
             del self._streams[key]
+        for key in set(self._runners) - set(self._mailbox_tasks):
+            del self._runners[key]
+            self._failing.discard(key)
         for mailbox_id in sorted(wanted - set(self._mailbox_tasks)):
             self._mailbox_tasks[mailbox_id] = asyncio.create_task(self._run_mailbox(mailbox_id))
 
@@ -375,21 +422,87 @@ class Pipeline:
         kinds: tuple[Kind, ...] = ("task",) if webhooks else ("email", "contact", "appointment")
         if not webhooks:
             kinds = (*kinds, "task")
-        first = True
 
-        async def loop() -> None:
-            nonlocal first
-            while True:
-                if first:  # every stream once: the initial sync, or catching up after a stop
-                    if self._subscriptions is not None:
-                        await self._subscriptions.ensure(mailbox_id)
-                    await reader.sync_mailbox(mailbox_id)
-                    first = False
-                else:
-                    await reader.sync_mailbox(mailbox_id, kinds)
-                await asyncio.sleep(self.options.outlook_poll_s)
+        async def sync(full: bool) -> None:
+            if full:  # every stream once: the initial sync, catching up, or after failing
+                if self._subscriptions is not None:
+                    await self._subscriptions.ensure(mailbox_id)
+                await reader.sync_mailbox(mailbox_id)
+            else:
+                await reader.sync_mailbox(mailbox_id, kinds)
 
-        await _supervise(f"Outlook reader {mailbox_id}", loop, self.options.restart_delay_s)
+        options, health = self.options, self.settings.health
+        policy = RunnerPolicy(
+            poll_s=options.outlook_poll_s,
+            restart_delay_s=options.restart_delay_s,
+            max_restart_delay_s=options.max_restart_delay_s,
+            summary_every_s=options.failure_summary_s,
+            failing_tries=health.failing_tries,
+            failing_retry_s=health.failing_retry_s,
+        )
+        mailbox = self._config.mailboxes.get(mailbox_id)
+        label = f"Outlook reader for {mailbox.upn if mailbox is not None else mailbox_id}"
+        runner = MailboxRunner(mailbox_id, label, sync, _Hooks(self), policy)
+        self._runners[mailbox_id] = runner
+        await runner.run()
+
+    async def _mailbox_failing(self, mailbox_id: str, error: str) -> None:
+        """Alert, drop what is cached of the mailbox, and record the failing state."""
+        self._failing.add(mailbox_id)
+        self._streams.pop(mailbox_id, None)
+        alert = Alert(mailbox_id, f"mailbox_failing: {error}", caused_by="outlook-reader")
+        if self._alerts is not None:
+            await asyncio.gather(*await self._alerts.emit([alert]))
+        await self._drop_subscriptions(mailbox_id)
+        since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        await self._update_mailbox(
+            mailbox_id,
+            lambda m: dataclasses.replace(m, failing_since=since, last_error=error[:500]),
+        )
+
+    async def _mailbox_recovered(self, mailbox_id: str) -> None:
+        self._failing.discard(mailbox_id)
+        await self._update_mailbox(
+            mailbox_id,
+            lambda m: (
+                dataclasses.replace(m, failing_since=None, last_error=None)
+                if m.failing_since is not None
+                else None
+            ),
+        )
+
+    async def _mailbox_disable(self, mailbox_id: str, reason: str) -> None:
+        await self._update_mailbox(
+            mailbox_id,
+            lambda m: dataclasses.replace(
+                m, status="disabled", failing_since=None, last_error=reason[:500]
+            ),
+        )
+
+    async def _drop_subscriptions(self, mailbox_id: str) -> None:
+        """Delete the mailbox's subscriptions where Graph still has them and forget their
+        records, so that its next full pass creates new ones."""
+        if self._subscriptions is None or self._cursors is None:
+            return
+        try:
+            await self._subscriptions.remove(mailbox_id)
+        except ConnectorError as exc:
+            log.info("subscriptions of %s not deleted (%s); forgotten", mailbox_id, describe(exc))
+            for resource in RESOURCE_KINDS:
+                await self._cursors.put(subscription_key(mailbox_id, resource), None)
+
+    async def _update_mailbox(
+        self, mailbox_id: str, change: Callable[[Mailbox], Mailbox | None]
+    ) -> None:
+        """Write ``change`` of the mailbox's current config record, if it is still enabled
+        (an operator's disable in the meantime wins)."""
+        async with ConfigStore(self._kafka) as store:
+            current = store.snapshot.mailboxes.get(mailbox_id)
+            if current is None or current.status != "enabled":
+                return
+            updated = change(current)
+            if updated is not None and updated != current:
+                await store.put(updated)
 
     async def _directory(self, org_id: str) -> CrmDirectory | None:
         """The CRM directory of ``org_id`` (None: the organisation is not configured)."""
@@ -424,3 +537,22 @@ class Pipeline:
         ]
         self._streams[mailbox_id] = sources
         return sources
+
+
+class _Hooks:
+    """The pipeline's side of a MailboxRunner."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._p = pipeline
+
+    def forget(self, mailbox_id: str) -> None:
+        self._p._streams.pop(mailbox_id, None)
+
+    async def failing(self, mailbox_id: str, error: str) -> None:
+        await self._p._mailbox_failing(mailbox_id, error)
+
+    async def recovered(self, mailbox_id: str) -> None:
+        await self._p._mailbox_recovered(mailbox_id)
+
+    async def disable(self, mailbox_id: str, reason: str) -> None:
+        await self._p._mailbox_disable(mailbox_id, reason)

@@ -64,6 +64,16 @@ class ReceiverSettings(BaseModel):
     max_body_bytes: int = Field(1_000_000, ge=1024, le=50_000_000)
 
 
+class HealthSettings(BaseModel):
+    """What the runtime does with a mailbox Graph refuses (user gone, access denied, licence
+    removed): it is marked failing with an alert, tried ``failing_tries`` times
+    ``failing_retry_s`` apart, then disabled."""
+
+    model_config = _FROZEN
+    failing_tries: int = Field(10, ge=1, le=1000)
+    failing_retry_s: float = Field(300.0, gt=0, le=86_400)
+
+
 class Settings(BaseSettings):
     """Everything a Dynasync process needs to run."""
 
@@ -85,6 +95,7 @@ class Settings(BaseSettings):
     graph: GraphSettings = GraphSettings()
     dataverse: DataverseSettings = DataverseSettings()
     receiver: ReceiverSettings = ReceiverSettings()
+    health: HealthSettings = HealthSettings()
 
     @field_validator("data_dir")
     @classmethod

@@ -1,0 +1,240 @@
+"""One mailbox's Outlook reader under supervision.
+
+A passing failure (5xx, 429, timeouts, connection resets, or anything unexpected) is retried
+with capped exponential backoff: one WARNING line when it starts, a summary at most every
+``summary_every_s``, one INFO line when it recovers. A failure of the mailbox itself (Graph
+says the user or mailbox is not there, or refuses access: 401/403/404) first drops the cached
+stream list (a To Do list id may be stale) and tries once more; if that fails the same way the
+mailbox becomes *failing*: the runtime raises an alert, records the state and drops its
+subscriptions, the reader tries again ``failing_tries`` times ``failing_retry_s`` apart, each
+time from freshly looked-up ids and subscriptions, and then the mailbox is disabled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeAlias
+
+from connectors.errors import AuthError, ConnectorError, ForbiddenError, NotFoundError
+
+log = logging.getLogger(__name__)
+
+#: Graph error codes that mean the mailbox itself cannot be served, whatever the status.
+MAILBOX_CODES = frozenset(
+    {
+        "MailboxNotEnabledForRESTAPI",
+        "MailboxNotSupportedForRESTAPI",
+        "ResourceNotFound",
+        "Request_ResourceNotFound",
+        "ErrorItemNotFound",
+        "ErrorInvalidUser",
+        "ErrorNonExistentMailbox",
+        "ErrorAccessDenied",
+        "Authorization_RequestDenied",
+        "InvalidAuthenticationToken",
+    }
+)
+
+RunnerState: TypeAlias = Literal["ok", "retrying", "failing", "disabled"]
+
+SyncPass = Callable[[bool], Awaitable[None]]
+"""One pass over the mailbox; ``True``: a full one (subscriptions ensured, every stream)."""
+
+
+def mailbox_level(exc: BaseException) -> bool:
+    """Whether Graph answered that it will not serve this mailbox (user or mailbox gone,
+    consent revoked, access denied, licence removed), as opposed to a failure that passes."""
+    if not isinstance(exc, ConnectorError) or exc.retriable or exc.status is None:
+        return False  # a token that cannot be had is the app's problem, not the mailbox's
+    if isinstance(exc, NotFoundError | ForbiddenError | AuthError):
+        return True
+    return exc.code in MAILBOX_CODES
+
+
+def describe(exc: BaseException, limit: int = 300) -> str:
+    """One line: the error's type and message."""
+    text = " ".join(str(exc).split()) or "no message"
+    line = f"{type(exc).__name__}: {text}"
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerPolicy:
+    """How one mailbox's reader polls and retries."""
+
+    poll_s: float = 1.0
+    restart_delay_s: float = 2.0
+    max_restart_delay_s: float = 60.0
+    summary_every_s: float = 60.0
+    failing_tries: int = 10
+    failing_retry_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        for name in ("poll_s", "restart_delay_s", "max_restart_delay_s", "summary_every_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.max_restart_delay_s < self.restart_delay_s:
+            raise ValueError("max_restart_delay_s must be >= restart_delay_s")
+        if self.failing_tries < 1 or not self.failing_retry_s > 0:
+            raise ValueError("failing_tries must be >= 1 and failing_retry_s > 0")
+
+
+class MailboxHooks(Protocol):
+    """What the runner asks of the runtime around one mailbox."""
+
+    def forget(self, mailbox_id: str) -> None:
+        """Drop the cached streams (To Do list ids) so the next pass looks them up again."""
+
+    async def failing(self, mailbox_id: str, error: str) -> None:
+        """Graph refuses the mailbox: alert, record the failing state, drop subscriptions."""
+
+    async def recovered(self, mailbox_id: str) -> None:
+        """A failing mailbox synced again: clear the failing state."""
+
+    async def disable(self, mailbox_id: str, reason: str) -> None:
+        """The mailbox kept failing: disable it, with ``reason``."""
+
+
+class MailboxRunner:
+    """Runs ``sync`` for one mailbox until cancelled, or until it disabled the mailbox."""
+
+    def __init__(
+        self,
+        mailbox_id: str,
+        label: str,
+        sync: SyncPass,
+        hooks: MailboxHooks,
+        policy: RunnerPolicy,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.mailbox_id = mailbox_id
+        self.label = label
+        self._sync = sync
+        self._hooks = hooks
+        self.policy = policy
+        self._clock = clock
+        self.state: RunnerState = "ok"
+        self.passes = 0
+        self.failed_tries = 0
+        self.last_error: str | None = None
+        self._retries = 0
+        self._since = 0.0
+        self._logged = 0.0
+
+    async def run(self) -> None:
+        """Pass, sleep, pass again; failures as the module docstring says."""
+        full, refreshed = True, False
+        while True:
+            try:
+                await self._sync(full)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if isinstance(exc, NotFoundError) and not refreshed:
+                    # a cached id (a To Do list, a recreated user's) may be stale: look again
+                    self._hooks.forget(self.mailbox_id)
+                    refreshed = True
+                    continue
+                refreshed = False
+                if not mailbox_level(exc):
+                    await self._passing(exc)
+                    continue
+                if await self._failing(exc):
+                    return
+                full, refreshed = True, True  # _failing forgot the caches: rebuild them all
+                continue
+            refreshed, full = False, False
+            await self._succeeded()
+            await asyncio.sleep(self.policy.poll_s)
+
+    async def _succeeded(self) -> None:
+        self.passes += 1
+        if self.state == "failing":
+            log.warning(
+                "%s: syncing again after %d failed tries; no longer failing",
+                self.label,
+                self.failed_tries,
+            )
+            await self._call("recovered", self._hooks.recovered(self.mailbox_id))
+        elif self._retries:
+            log.info(
+                "%s recovered after %.0f s (%d tries)",
+                self.label,
+                self._clock() - self._since,
+                self._retries,
+            )
+        self.state, self.failed_tries, self._retries, self.last_error = "ok", 0, 0, None
+
+    async def _passing(self, exc: Exception) -> None:
+        now = self._clock()
+        self.last_error = describe(exc)
+        if self._retries == 0:
+            self._since = self._logged = now
+            log.warning(
+                "%s failing, retrying with backoff: %s",
+                self.label,
+                self.last_error,
+                exc_info=not isinstance(exc, ConnectorError),  # a bug: show where, once
+            )
+        self._retries += 1
+        if self._retries > 1 and now - self._logged >= self.policy.summary_every_s:
+            self._logged = now
+            log.warning(
+                "%s failing for %.0f s (%d tries): %s",
+                self.label,
+                now - self._since,
+                self._retries,
+                self.last_error,
+            )
+        if self.state == "ok":
+            self.state = "retrying"
+        cap = min(
+            self.policy.max_restart_delay_s,
+            self.policy.restart_delay_s * 2 ** min(self._retries - 1, 30),
+        )
+        await asyncio.sleep(random.uniform(cap / 2, cap))
+
+    async def _failing(self, exc: Exception) -> bool:
+        """Count a mailbox-level failure; True once the mailbox is disabled."""
+        self.failed_tries += 1
+        self.last_error = error = describe(exc)
+        tries, retry_s = self.policy.failing_tries, self.policy.failing_retry_s
+        if self.state != "failing":
+            self.state = "failing"
+            log.warning(
+                "%s: Graph refuses the mailbox (%s); failing: %d more tries %.0f s apart, "
+                "then it is disabled",
+                self.label,
+                error,
+                tries - 1,
+                retry_s,
+            )
+            await self._call("failing", self._hooks.failing(self.mailbox_id, error))
+        else:
+            log.warning(
+                "%s still failing (try %d of %d): %s", self.label, self.failed_tries, tries, error
+            )
+        if self.failed_tries >= tries:
+            reason = f"disabled after {self.failed_tries} failed tries: {error}"
+            log.error("%s: %s", self.label, reason)
+            await self._call("disable", self._hooks.disable(self.mailbox_id, reason))
+            self.state = "disabled"
+            return True
+        await asyncio.sleep(retry_s)
+        self._hooks.forget(self.mailbox_id)
+        return False
+
+    async def _call(self, what: str, step: Awaitable[None]) -> None:
+        """Run a hook; its failure is logged, never the end of the runner."""
+        try:
+            await step
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("%s: %s step failed: %s", self.label, what, describe(exc))
