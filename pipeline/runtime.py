@@ -42,6 +42,7 @@ from connectors.graph.receiver import ReceiverConfig, ReceiverServer, create_rec
 from connectors.graph.subscriptions import (
     SubscriptionManager,
     SubscriptionRegistry,
+    client_state_key,
     subscription_key,
 )
 from connectors.graph.sync import OutlookReader
@@ -255,14 +256,26 @@ class Pipeline:
         settings, kafka = self.settings, self._kafka
         notifications = topic_name(GRAPH_NOTIFICATIONS, kafka)
         config = ReceiverConfig(
-            topic=notifications, max_body_bytes=settings.receiver.max_body_bytes
+            topic=notifications,
+            max_body_bytes=settings.receiver.max_body_bytes,
+            rate_per_s=settings.receiver.rate_per_s,
+            rate_burst=settings.receiver.rate_burst,
         )
-        app = create_receiver_app(config, SubscriptionRegistry(self._cursors), self._publisher)
+        graph = settings.graph
+        key = client_state_key(
+            *(
+                None if s is None else s.get_secret_value()
+                for s in (graph.client_state_key, graph.client_secret, graph.static_token)
+            )
+        )
+        registry = SubscriptionRegistry(self._cursors, key)
+        app = create_receiver_app(config, registry, self._publisher)
         self._receiver = ReceiverServer(app, settings.receiver.host, settings.receiver.port)
         await self._receiver.start()
         self._subscriptions = SubscriptionManager(
             self._connections.transport,
             self._cursors,
+            key=key,
             notification_url=f"{public_url}{config.notifications_path}",
             lifecycle_url=f"{public_url}{config.lifecycle_path}",
         )

@@ -42,6 +42,12 @@ class GraphSettings(BaseModel):
     managed_identity: bool = False
     static_token: SecretStr | None = Field(None, description="Emulator only")
     notification_url: str | None = Field(None, pattern=r"^https?://")
+    client_state_key: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="HMAC key of stored webhook clientStates, the same on every worker; unset:"
+        " derived from client_secret (or static_token)",
+    )
 
 
 class DataverseSettings(BaseModel):
@@ -62,6 +68,8 @@ class ReceiverSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8090, ge=1, le=65535)
     max_body_bytes: int = Field(1_000_000, ge=1024, le=50_000_000)
+    rate_per_s: float = Field(200.0, ge=0.1, le=1_000_000, description="Per remote address")
+    rate_burst: int = Field(1000, ge=1, le=10_000_000)
 
 
 class HealthSettings(BaseModel):

@@ -22,6 +22,11 @@ CHANGE_TYPES: frozenset[str] = frozenset({"created", "updated", "deleted"})
 MAX_NOTIFICATIONS = 1000
 _ID = re.compile(r"^[A-Za-z0-9._:@=+/\-]{1,512}$")
 _TOKEN = re.compile(r"^[\x20-\x7e]{1,1024}$")
+_HTTP_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_MEDIA_PARAM = re.compile(
+    rf'^[ \t]*({_HTTP_TOKEN})=({_HTTP_TOKEN}|"[\x20\x21\x23-\x5b\x5d-\x7e]*")[ \t]*$'
+)
+MAX_CONTENT_TYPE = 200
 
 
 class PayloadError(ValueError):
@@ -53,6 +58,31 @@ class LifecycleNotification:
 def valid_validation_token(token: str) -> bool:
     """Graph validation tokens are printable ASCII (spaces included), at most 1024 chars."""
     return bool(_TOKEN.fullmatch(token))
+
+
+def json_content_type_error(values: list[str]) -> str | None:
+    """Why the Content-Type header values are not ``application/json``, or None if they are.
+
+    Exactly one header, media type ``application/json`` (any case), well-formed parameters;
+    a ``charset`` parameter, if any, must be UTF-8 (Graph sends ``charset=utf-8``)."""
+    if not values:
+        return "Content-Type application/json is required"
+    if len(values) > 1:
+        return "exactly one Content-Type header is allowed"
+    value = values[0]
+    if len(value) > MAX_CONTENT_TYPE:
+        return "Content-Type is too long"
+    media, *params = value.split(";")
+    if media.strip(" \t").lower() != "application/json":
+        return "Content-Type must be application/json"
+    for param in params:
+        match = _MEDIA_PARAM.fullmatch(param)
+        if match is None:
+            return "Content-Type has a malformed parameter"
+        name, arg = match.group(1).lower(), match.group(2).strip('"').lower()
+        if name == "charset" and arg not in ("utf-8", "utf8"):
+            return "Content-Type charset must be utf-8"
+    return None
 
 
 def _str(obj: dict[str, Any], key: str, *, required: bool, where: str) -> str | None:

@@ -1,18 +1,26 @@
 """Graph subscriptions: one per mailbox per resource, each with its own random clientState,
 renewed well before expiry, recreated when removed, reauthorized on demand. Their state lives
 in the compacted cursors topic (key ``sub:<mailbox>:<resource>``) so a restart neither loses nor
-duplicates a subscription; the receiver's registry reads the same state."""
+duplicates a subscription; the receiver's registry reads the same state.
+
+The clientState itself is never stored: it goes to Graph once, in the creating POST, and the
+topic holds only ``HMAC-SHA256(key, clientState)`` plus the key's id (see ``ClientStateKey``).
+Records written in the old form (plaintext ``client_state``) still load: they are hashed on
+load, and the manager rewrites them in the new form on its next pass.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import random
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,7 +35,68 @@ log = logging.getLogger(__name__)
 
 MAX_LIFETIME = timedelta(minutes=10_080)
 MAX_CLIENT_STATE = 128
+MIN_CLIENT_STATE_KEY = 32
 _FRACTION = re.compile(r"(\.\d{6})\d+")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX16 = re.compile(r"^[0-9a-f]{16}$")
+_HKDF_SALT = b"dynasync/graph-client-state/salt/v1"
+_HKDF_INFO = b"dynasync/graph-client-state/hmac-sha256/v1"
+_KEY_ID_LABEL = b"dynasync/graph-client-state/key-id/v1"
+
+
+class ClientStateKey:
+    """The secret key of the clientState HMAC (HMAC-SHA256), shared by every worker.
+
+    Workers and restarts must verify each other's clientStates, so the key comes from
+    configuration, never from a per-process random value. ``derive`` turns a configured secret
+    into the key with HKDF-SHA256 (RFC 5869: extract with a fixed salt, expand one block with a
+    fixed label), which separates it from any other use of the same secret (e.g. the Graph
+    client secret as fallback). ``key_id`` names the key (a keyed hash of a label, not the key)
+    so records made under another key are recognised and their subscriptions recreated.
+    """
+
+    __slots__ = ("_key", "key_id")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < MIN_CLIENT_STATE_KEY:
+            raise ValueError(f"a clientState key needs at least {MIN_CLIENT_STATE_KEY} bytes")
+        self._key = bytes(key)
+        self.key_id = hmac.new(self._key, _KEY_ID_LABEL, hashlib.sha256).hexdigest()[:16]
+
+    @classmethod
+    def derive(cls, secret: str) -> ClientStateKey:
+        """The key derived (HKDF-SHA256) from a configured secret; ValueError if it is empty."""
+        if not secret:
+            raise ValueError("cannot derive a clientState key from an empty secret")
+        prk = hmac.new(_HKDF_SALT, secret.encode("utf-8"), hashlib.sha256).digest()
+        return cls(hmac.new(prk, _HKDF_INFO + b"\x01", hashlib.sha256).digest())
+
+    def digest(self, client_state: str) -> str:
+        """HMAC-SHA256 of ``client_state``, hex: what the cursors topic stores."""
+        return hmac.new(self._key, client_state.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def matches(self, client_state: str | None, stored: str) -> bool:
+        """Whether ``client_state`` hashes to ``stored`` (constant-time comparison)."""
+        given = self.digest(client_state if client_state is not None else "")
+        return hmac.compare_digest(given.encode("ascii"), stored.encode("ascii", "replace"))
+
+    def __repr__(self) -> str:
+        return f"ClientStateKey(key_id={self.key_id!r})"
+
+
+def client_state_key(configured: str | None, *fallbacks: str | None) -> ClientStateKey:
+    """The key from the configured secret (at least 32 characters), else derived from the first
+    non-empty fallback secret (the Graph client secret); ValueError if there is none."""
+    if configured is not None:
+        if len(configured) < MIN_CLIENT_STATE_KEY:
+            raise ValueError(
+                f"the clientState key must have at least {MIN_CLIENT_STATE_KEY} characters"
+            )
+        return ClientStateKey.derive(configured)
+    for secret in fallbacks:
+        if secret:
+            return ClientStateKey.derive(secret)
+    raise ValueError("no clientState key: set graph.client_state_key (or a Graph client secret)")
 
 
 def parse_time(value: Any, what: str) -> datetime:
@@ -63,44 +132,62 @@ def subscription_key(mailbox_id: str, resource: ResourceKind) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionRecord:
-    """One subscription's state. ``subscription_id`` is None while its creation is pending."""
+    """One subscription's state. ``subscription_id`` is None while its creation is pending.
+
+    ``client_state_hmac`` is ``ClientStateKey.digest`` of the clientState under the key named
+    ``key_id``; ``legacy`` marks a record that was loaded from the old plaintext form.
+    """
 
     mailbox_id: str
     resource: ResourceKind
-    client_state: str
+    client_state_hmac: str
+    key_id: str
     subscription_id: str | None = None
     expires_at: str | None = None
+    legacy: bool = field(default=False, compare=False)
 
     def to_json(self) -> str:
-        """Serialise for the cursors topic."""
+        """Serialise for the cursors topic (the hash, never the clientState)."""
         return orjson.dumps(
             {
                 "mailbox_id": self.mailbox_id,
                 "resource": self.resource,
-                "client_state": self.client_state,
+                "client_state_hmac": self.client_state_hmac,
+                "key_id": self.key_id,
                 "subscription_id": self.subscription_id,
                 "expires_at": self.expires_at,
             }
         ).decode()
 
     @classmethod
-    def from_json(cls, raw: str) -> SubscriptionRecord:
-        """Decode a stored record; ValueError if it is not one."""
+    def from_json(cls, raw: str, key: ClientStateKey) -> SubscriptionRecord:
+        """Decode a stored record, hashing an old plaintext clientState with ``key``;
+        ValueError if it is not a record."""
         data = orjson.loads(raw)
         if not isinstance(data, dict):
             raise ValueError("subscription record must be an object")
         resource = data.get("resource")
         if resource not in RESOURCE_KINDS:
             raise ValueError(f"bad resource {resource!r}")
-        mailbox, state = data.get("mailbox_id"), data.get("client_state")
+        mailbox = data.get("mailbox_id")
         sid, expires = data.get("subscription_id"), data.get("expires_at")
-        if not isinstance(mailbox, str) or not isinstance(state, str):
-            raise ValueError("mailbox_id and client_state must be strings")
+        if not isinstance(mailbox, str):
+            raise ValueError("mailbox_id must be a string")
         if sid is not None and not isinstance(sid, str):
             raise ValueError("subscription_id must be a string")
         if expires is not None and not isinstance(expires, str):
             raise ValueError("expires_at must be a string")
-        return cls(mailbox, resource, state, sid, expires)
+        digest, key_id = data.get("client_state_hmac"), data.get("key_id")
+        if digest is not None or key_id is not None:
+            if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+                raise ValueError("client_state_hmac must be 64 lowercase hex digits")
+            if not isinstance(key_id, str) or not _HEX16.fullmatch(key_id):
+                raise ValueError("key_id must be 16 lowercase hex digits")
+            return cls(mailbox, resource, digest, key_id, sid, expires)
+        state = data.get("client_state")  # the old form: migrate
+        if not isinstance(state, str) or not state:
+            raise ValueError("a record needs client_state_hmac (or an old client_state)")
+        return cls(mailbox, resource, key.digest(state), key.key_id, sid, expires, legacy=True)
 
     def expiry(self) -> datetime | None:
         """The expiry as a datetime, if known."""
@@ -108,17 +195,19 @@ class SubscriptionRecord:
 
 
 class SubscriptionRegistry:
-    """Reads subscription records from the cursor store (the receiver's view)."""
+    """Reads subscription records from the cursor store (the receiver's view) and checks
+    clientStates against them with ``key``."""
 
-    def __init__(self, store: CursorStore) -> None:
+    def __init__(self, store: CursorStore, key: ClientStateKey) -> None:
         self._store = store
+        self._key = key
 
     def records(self) -> list[SubscriptionRecord]:
         """Every stored record (unreadable ones skipped, with a warning)."""
         out: list[SubscriptionRecord] = []
         for key, raw in self._store.items("sub:"):
             try:
-                out.append(SubscriptionRecord.from_json(raw))
+                out.append(SubscriptionRecord.from_json(raw, self._key))
             except ValueError as exc:
                 log.warning("skipping unreadable subscription record %s: %s", key, exc)
         return out
@@ -136,9 +225,15 @@ class SubscriptionRegistry:
         if raw is None:
             return None
         try:
-            return SubscriptionRecord.from_json(raw)
+            return SubscriptionRecord.from_json(raw, self._key)
         except ValueError:
             return None
+
+    def client_state_matches(self, record: SubscriptionRecord, client_state: str | None) -> bool:
+        """Whether a notification's ``client_state`` is the one ``record`` was created with
+        (HMAC compared in constant time; False for a record made under another key)."""
+        same = self._key.matches(client_state, record.client_state_hmac)
+        return same and hmac.compare_digest(record.key_id, self._key.key_id)
 
 
 MissedCallback = Callable[[str, ResourceKind], Awaitable[None]]
@@ -152,6 +247,7 @@ class SubscriptionManager:
         transport: GraphTransport,
         store: CursorStore,
         *,
+        key: ClientStateKey,
         notification_url: str,
         lifecycle_url: str,
         resources: Sequence[ResourceKind] = RESOURCE_KINDS,
@@ -165,7 +261,8 @@ class SubscriptionManager:
             raise ValueError("lifetime must be <= 10080 minutes and longer than renew_before")
         self._t = transport
         self._store = store
-        self.registry = SubscriptionRegistry(store)
+        self._key = key
+        self.registry = SubscriptionRegistry(store, key)
         self._url = notification_url
         self._lifecycle_url = lifecycle_url
         self._resources = tuple(resources)
@@ -199,6 +296,18 @@ class SubscriptionManager:
 
     async def _ensure_one(self, mailbox_id: str, resource: ResourceKind) -> SubscriptionRecord:
         rec = self.registry.get(mailbox_id, resource)
+        if rec is not None and rec.key_id != self._key.key_id:
+            # made under another key: its clientState can no longer be verified
+            log.warning(
+                "subscription of mailbox=%s resource=%s was made under another clientState key;"
+                " recreating it",
+                mailbox_id,
+                resource,
+            )
+            await self._delete(rec)
+            return await self._create(mailbox_id, resource, pending=None)
+        if rec is not None and rec.legacy:  # old plaintext form on the topic: replace it
+            await self._store.put(subscription_key(mailbox_id, resource), rec.to_json())
         if rec is None or rec.subscription_id is None:
             return await self._create(mailbox_id, resource, pending=rec)
         expiry = rec.expiry()
@@ -217,7 +326,8 @@ class SubscriptionManager:
             if adopted is not None:
                 await self._store.put(key, adopted.to_json())
                 return adopted
-        rec = SubscriptionRecord(mailbox_id, resource, new_client_state())
+        state = new_client_state()
+        rec = SubscriptionRecord(mailbox_id, resource, self._key.digest(state), self._key.key_id)
         await self._store.put(key, rec.to_json())  # pending: a crash now is recoverable
         expires = format_time(self._now() + self._lifetime)
         body = {
@@ -226,7 +336,7 @@ class SubscriptionManager:
             "lifecycleNotificationUrl": self._lifecycle_url,
             "resource": self._resource_path(mailbox_id, resource),
             "expirationDateTime": expires,
-            "clientState": rec.client_state,
+            "clientState": state,  # the only place the plaintext goes
         }
         resp = await self._t.request(mailbox_id, "POST", "subscriptions", json=body, safe=False)
         data = resp.body or {}
@@ -281,17 +391,20 @@ class SubscriptionManager:
         await self._store.put(subscription_key(rec.mailbox_id, rec.resource), done.to_json())
         return done
 
+    async def _delete(self, rec: SubscriptionRecord) -> None:
+        if rec.subscription_id is not None:
+            with contextlib.suppress(NotFoundError):
+                await self._t.request(
+                    rec.mailbox_id, "DELETE", f"subscriptions/{rec.subscription_id}"
+                )
+
     async def remove(self, mailbox_id: str) -> None:
         """Delete every subscription of ``mailbox_id`` (mailbox disabled)."""
         for resource in self._resources:
             rec = self.registry.get(mailbox_id, resource)
             if rec is None:
                 continue
-            if rec.subscription_id is not None:
-                with contextlib.suppress(NotFoundError):
-                    await self._t.request(
-                        mailbox_id, "DELETE", f"subscriptions/{rec.subscription_id}"
-                    )
+            await self._delete(rec)
             await self._store.put(subscription_key(mailbox_id, resource), None)
 
     async def handle_lifecycle(self, record: NotificationRecord) -> None:

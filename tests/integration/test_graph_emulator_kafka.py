@@ -17,7 +17,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from connectors.graph.reader import GraphDeltaSource, contacts_stream
 from connectors.graph.receiver import ReceiverConfig, ReceiverServer, create_receiver_app
-from connectors.graph.subscriptions import SubscriptionManager, SubscriptionRegistry
+from connectors.graph.subscriptions import (
+    ClientStateKey,
+    SubscriptionManager,
+    SubscriptionRegistry,
+)
 from connectors.graph.sync import OutlookReader, cursor_key
 from connectors.graph.transport import GraphTransport
 from connectors.http import RetryPolicy
@@ -77,7 +81,10 @@ async def test_change_reaches_changes_outlook_once_via_webhook_and_via_delta(
     store = KafkaCursorStore(publisher, kafka_bootstrap, topics.cursors)
     await store.start(follow=True)
     config = ReceiverConfig(topic=topics.notifications)
-    receiver = ReceiverServer(create_receiver_app(config, SubscriptionRegistry(store), publisher))
+    state_key = ClientStateKey.derive("integration test clientState key (32+ chars)")
+    receiver = ReceiverServer(
+        create_receiver_app(config, SubscriptionRegistry(store, state_key), publisher)
+    )
     await receiver.start()
     consumer = AIOKafkaConsumer(
         topics.notifications,
@@ -96,6 +103,7 @@ async def test_change_reaches_changes_outlook_once_via_webhook_and_via_delta(
             manager = SubscriptionManager(
                 transport,
                 store,
+                key=state_key,
                 notification_url=f"{receiver.url}/notifications",
                 lifecycle_url=f"{receiver.url}/lifecycle",
                 resources=("contacts",),

@@ -24,6 +24,7 @@ from connectors.graph.notifications import NotificationRecord
 from connectors.graph.reader import GraphDeltaSource, contacts_stream
 from connectors.graph.receiver import ReceiverConfig, ReceiverServer, create_receiver_app
 from connectors.graph.subscriptions import (
+    ClientStateKey,
     SubscriptionRecord,
     SubscriptionRegistry,
     new_client_state,
@@ -113,13 +114,23 @@ async def test_receiver_publishes_valid_notifications_once_and_rejects_the_rest(
     writer_store = KafkaCursorStore(publisher, kafka_bootstrap, topics.cursors)
     await writer_store.start()
     state = new_client_state()
-    rec = SubscriptionRecord("mbx-1", "messages", state, "sub-1", "2030-01-01T00:00:00Z")
+    state_key = ClientStateKey.derive("integration test clientState key (32+ chars)")
+    rec = SubscriptionRecord(
+        "mbx-1",
+        "messages",
+        state_key.digest(state),
+        state_key.key_id,
+        "sub-1",
+        "2030-01-01T00:00:00Z",
+    )
     await writer_store.put(subscription_key("mbx-1", "messages"), rec.to_json())
     # the receiver follows the cursors topic, as a separate process would
     store = KafkaCursorStore(publisher, kafka_bootstrap, topics.cursors)
     await store.start(follow=True)
     config = ReceiverConfig(topic=topics.notifications, max_body_bytes=4096)
-    server = ReceiverServer(create_receiver_app(config, SubscriptionRegistry(store), publisher))
+    server = ReceiverServer(
+        create_receiver_app(config, SubscriptionRegistry(store, state_key), publisher)
+    )
     await server.start()
     try:
         async with httpx.AsyncClient(base_url=server.url) as http:

@@ -15,7 +15,11 @@ from connectors.graph.client import StaticTokenCredential, build_graph_client
 from connectors.graph.mapping import CORRELATION_PROPERTY_ID
 from connectors.graph.notifications import NotificationRecord
 from connectors.graph.receiver import ReceiverConfig, ReceiverServer, create_receiver_app
-from connectors.graph.subscriptions import SubscriptionManager, SubscriptionRegistry
+from connectors.graph.subscriptions import (
+    ClientStateKey,
+    SubscriptionManager,
+    SubscriptionRegistry,
+)
 from connectors.graph.transport import GraphTransport, token_provider
 from connectors.graph.writer import GraphWriter
 from connectors.store import MemoryCursorStore, MemoryPublisher
@@ -70,8 +74,11 @@ async def test_lifecycle_events_flow_to_the_manager(emulator: GraphEmulator) -> 
     mailbox = await emulator.new_mailbox()
     store = MemoryCursorStore()
     publisher = MemoryPublisher()
+    state_key = ClientStateKey.derive("contract test clientState key (32+ chars)")
     receiver = ReceiverServer(
-        create_receiver_app(ReceiverConfig(topic="n"), SubscriptionRegistry(store), publisher)
+        create_receiver_app(
+            ReceiverConfig(topic="n"), SubscriptionRegistry(store, state_key), publisher
+        )
     )
     await receiver.start()
     try:
@@ -83,6 +90,7 @@ async def test_lifecycle_events_flow_to_the_manager(emulator: GraphEmulator) -> 
             manager = SubscriptionManager(
                 GraphTransport(http, emulator.base, token),
                 store,
+                key=state_key,
                 notification_url=f"{receiver.url}/notifications",
                 lifecycle_url=f"{receiver.url}/lifecycle",
                 resources=("events",),

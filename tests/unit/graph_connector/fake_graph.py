@@ -22,6 +22,7 @@ _ANY = re.compile(r"ep/id eq '(?P<id>(?:[^']|'')*)' and ep/value eq '(?P<value>(
 class FakeGraph:
     contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    client_states: dict[str, str] = field(default_factory=dict)  # subscription id -> clientState
     requests: list[str] = field(default_factory=list)
     throttle_next: int = 0
     base: str = ""
@@ -131,6 +132,7 @@ class FakeGraph:
             made = {k: v for k, v in body.items() if k != "clientState"}
             made["id"] = f"sub-{next(self._ids)}"
             self.subscriptions[made["id"]] = made
+            self.client_states[made["id"]] = body["clientState"]
             return 201, {}, made
         sub = self.subscriptions.get(rest[0]) if rest else None
         if sub is None:

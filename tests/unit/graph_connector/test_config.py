@@ -10,7 +10,12 @@ import pytest
 
 from connectors.errors import AuthError
 from connectors.graph.receiver import ReceiverConfig
-from connectors.graph.subscriptions import SubscriptionManager, SubscriptionRecord
+from connectors.graph.subscriptions import (
+    ClientStateKey,
+    SubscriptionManager,
+    SubscriptionRecord,
+    client_state_key,
+)
 from connectors.graph.transport import GraphTransport, token_provider
 from connectors.store import MemoryCursorStore
 
@@ -23,6 +28,17 @@ from connectors.store import MemoryCursorStore
         (lambda: ReceiverConfig(topic="t", publish_timeout_s=5), "publish_timeout_s"),
         (lambda: ReceiverConfig(topic="t", notifications_path="hook"), "path"),
         (lambda: ReceiverConfig(topic="t", lifecycle_path="/notifications"), "differ"),
+        (lambda: ReceiverConfig(topic="t", notifications_path="/metrics"), "path"),
+        (lambda: ReceiverConfig(topic="t", notifications_path="/a/../metrics"), "path"),
+        (lambda: ReceiverConfig(topic="t", notifications_path="/a%2fb"), "path"),
+        (lambda: ReceiverConfig(topic="t", notifications_path="//a"), "path"),
+        (lambda: ReceiverConfig(topic="t", notifications_path="/a/"), "path"),
+        (lambda: ReceiverConfig(topic="t", rate_per_s=0), "rate_per_s"),
+        (lambda: ReceiverConfig(topic="t", rate_per_s=float("nan")), "rate_per_s"),
+        (lambda: ReceiverConfig(topic="t", rate_burst=0), "rate_burst"),
+        (lambda: ReceiverConfig(topic="t", max_sources=0), "max_sources"),
+        (lambda: ReceiverConfig(topic="t", max_sources=10**9), "max_sources"),
+        (lambda: ReceiverConfig(topic="t", log_interval_s=0.01), "log_interval_s"),
     ],
 )
 def test_bad_receiver_config(build: Callable[[], ReceiverConfig], message: str) -> None:
@@ -52,6 +68,7 @@ async def test_bad_subscription_lifetimes() -> None:
                 SubscriptionManager(
                     t,
                     MemoryCursorStore(),
+                    key=ClientStateKey(bytes(32)),
                     notification_url="https://h/n",
                     lifecycle_url="https://h/l",
                     lifetime=lifetime,
@@ -67,11 +84,28 @@ async def test_bad_subscription_lifetimes() -> None:
         "{}",
         '{"resource": "calendars", "mailbox_id": "m", "client_state": "s"}',
         '{"resource": "messages", "mailbox_id": 1, "client_state": "s"}',
+        '{"resource": "messages", "mailbox_id": "m", "client_state": ""}',
+        '{"resource": "messages", "mailbox_id": "m", "client_state_hmac": "ab", "key_id": "0"}',
+        '{"resource": "messages", "mailbox_id": "m", "client_state_hmac": "%s"}' % ("a" * 64),
     ],
 )
 def test_garbage_subscription_records(raw: str) -> None:
     with pytest.raises(ValueError):
-        SubscriptionRecord.from_json(raw)
+        SubscriptionRecord.from_json(raw, ClientStateKey(bytes(32)))
+
+
+def test_client_state_key_sources() -> None:
+    with pytest.raises(ValueError, match="client_state_key"):
+        client_state_key(None, None, "")
+    with pytest.raises(ValueError, match="32"):
+        client_state_key("too short", "a-client-secret")
+    with pytest.raises(ValueError, match="32 bytes"):
+        ClientStateKey(b"short")
+    configured = client_state_key("k" * 32, "a-client-secret")
+    fallback = client_state_key(None, "a-client-secret")
+    assert configured.key_id != fallback.key_id
+    assert fallback.key_id == client_state_key(None, None, "a-client-secret").key_id
+    assert "a-client-secret" not in repr(fallback)
 
 
 class _Token:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import orjson
 import pytest
 
 from connectors.graph.notifications import (
@@ -18,6 +20,7 @@ from connectors.graph.notifications import (
 )
 from connectors.graph.receiver import ReceiverConfig, ReceiverServer, create_receiver_app
 from connectors.graph.subscriptions import (
+    ClientStateKey,
     MissedCallback,
     SubscriptionManager,
     SubscriptionRecord,
@@ -32,6 +35,8 @@ from connectors.store import MemoryCursorStore, MemoryPublisher
 from schemas.models import CommandAction, WriteCommand
 from schemas.types import Projection
 from tests.unit.graph_connector.fake_graph import FakeGraph
+
+KEY = ClientStateKey.derive("unit-test client state key, 32+ chars long")
 
 
 @dataclass
@@ -51,7 +56,7 @@ async def env() -> AsyncIterator[Env]:
     store = MemoryCursorStore()
     publisher = MemoryPublisher()
     receiver = ReceiverServer(
-        create_receiver_app(ReceiverConfig(topic="n"), SubscriptionRegistry(store), publisher)
+        create_receiver_app(ReceiverConfig(topic="n"), SubscriptionRegistry(store, KEY), publisher)
     )
     await receiver.start()
     http = httpx.AsyncClient()
@@ -158,10 +163,12 @@ def manager(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     on_missed: MissedCallback | None = None,
     resources: Sequence[ResourceKind] = RESOURCE_KINDS,
+    key: ClientStateKey = KEY,
 ) -> SubscriptionManager:
     return SubscriptionManager(
         env.transport,
         env.store,
+        key=key,
         notification_url=f"{env.receiver.url}/notifications",
         lifecycle_url=f"{env.receiver.url}/lifecycle",
         now=now,
@@ -173,8 +180,12 @@ def manager(
 async def test_one_subscription_per_resource_survives_restart(env: Env) -> None:
     recs = await manager(env).ensure("m1")
     assert sorted(r.resource for r in recs) == ["contacts", "events", "messages"]
-    assert len({r.client_state for r in recs}) == 3
-    assert all(len(r.client_state) <= 128 and r.subscription_id for r in recs)
+    states = env.graph.client_states  # what Graph was sent, by subscription id
+    assert len(set(states.values())) == 3
+    assert all(len(s) <= 128 for s in states.values())
+    for r in recs:
+        assert r.subscription_id
+        assert r.client_state_hmac == KEY.digest(states[r.subscription_id])
     assert len(env.graph.subscriptions) == 3
     again = await manager(env).ensure("m1")  # a restart: state from the store
     assert [r.subscription_id for r in again] == [r.subscription_id for r in recs]
@@ -186,12 +197,13 @@ async def test_one_subscription_per_resource_survives_restart(env: Env) -> None:
     }
     # a notification with the stored clientState passes the receiver
     rec = recs[0]
+    assert rec.subscription_id is not None
     async with httpx.AsyncClient() as http:
         body = {
             "value": [
                 {
                     "subscriptionId": rec.subscription_id,
-                    "clientState": rec.client_state,
+                    "clientState": states[rec.subscription_id],
                     "changeType": "created",
                     "resource": "x",
                 }
@@ -232,7 +244,7 @@ async def test_lifecycle_events(env: Env) -> None:
     await mgr.handle_lifecycle(event("subscriptionRemoved", msgs.subscription_id))
     now = mgr.registry.get("m1", "messages")
     assert now and now.subscription_id not in (None, msgs.subscription_id)
-    assert now.client_state != msgs.client_state
+    assert now.client_state_hmac != msgs.client_state_hmac
     assert len(env.graph.subscriptions) == 3
 
 
@@ -244,8 +256,67 @@ async def test_pending_subscription_is_adopted_not_duplicated(env: Env) -> None:
         "notificationUrl": f"{env.receiver.url}/notifications",
         "expirationDateTime": "2099-01-01T00:00:00Z",
     }
-    pending = SubscriptionRecord("m1", "messages", state)
+    pending = SubscriptionRecord("m1", "messages", KEY.digest(state), KEY.key_id)
     await env.store.put(subscription_key("m1", "messages"), pending.to_json())
     (rec,) = await manager(env, resources=("messages",)).ensure("m1")
-    assert (rec.subscription_id, rec.client_state) == ("sub-old", state)
+    assert (rec.subscription_id, rec.client_state_hmac) == ("sub-old", KEY.digest(state))
     assert len(env.graph.subscriptions) == 1
+
+
+async def _notify(env: Env, sid: str, state: str) -> int:
+    item = {"subscriptionId": sid, "clientState": state, "changeType": "updated", "resource": "x"}
+    async with httpx.AsyncClient() as http:
+        resp = await http.post(f"{env.receiver.url}/notifications", json={"value": [item]})
+    return resp.status_code
+
+
+async def test_client_state_is_sent_to_graph_but_never_stored_or_logged(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    recs = await manager(env).ensure("m1")
+    stored = " ".join(v for _k, v in env.store.items(""))
+    assert len(env.graph.client_states) == 3
+    for rec in recs:
+        assert rec.subscription_id
+        state = env.graph.client_states[rec.subscription_id]
+        assert state not in stored
+        assert state not in caplog.text
+        assert '"client_state"' not in stored
+        assert await _notify(env, rec.subscription_id, state) == 202
+        assert await _notify(env, rec.subscription_id, state + "x") == 403
+    assert len(env.publisher.on("n")) == 3
+
+
+async def test_old_plaintext_records_still_verify_and_are_rewritten_hashed(env: Env) -> None:
+    state = new_client_state()
+    old = {
+        "mailbox_id": "m1",
+        "resource": "messages",
+        "client_state": state,
+        "subscription_id": "sub-9",
+        "expires_at": "2099-01-01T00:00:00Z",
+    }
+    env.graph.subscriptions["sub-9"] = {"id": "sub-9", "resource": "users/m1/messages"}
+    key = subscription_key("m1", "messages")
+    await env.store.put(key, orjson.dumps(old).decode())
+    # the receiver accepts the old record's clientState before any migration ran
+    assert await _notify(env, "sub-9", state) == 202
+    assert await _notify(env, "sub-9", "not-it") == 403
+    (rec,) = await manager(env, resources=("messages",)).ensure("m1")
+    assert (rec.subscription_id, rec.client_state_hmac) == ("sub-9", KEY.digest(state))
+    raw = env.store.get(key)
+    assert raw is not None and state not in raw
+    assert orjson.loads(raw)["client_state_hmac"] == KEY.digest(state)
+    assert not any(r.startswith("POST /subscriptions") for r in env.graph.requests)
+    assert await _notify(env, "sub-9", state) == 202  # no subscription lost
+
+
+async def test_records_under_another_key_are_recreated(env: Env) -> None:
+    (old,) = await manager(env, resources=("messages",)).ensure("m1")
+    assert old.subscription_id
+    other = ClientStateKey.derive("a rotated client state key, also 32+ chars")
+    (new,) = await manager(env, resources=("messages",), key=other).ensure("m1")
+    assert new.subscription_id not in (None, old.subscription_id)
+    assert new.key_id == other.key_id != KEY.key_id
+    assert list(env.graph.subscriptions) == [new.subscription_id]  # the old one was deleted
