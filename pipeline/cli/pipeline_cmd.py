@@ -3,6 +3,11 @@
 Creates missing topics, loads the configuration from the ``config`` topic, starts
 :class:`pipeline.runtime.Pipeline` and reloads the configuration every ``--config-refresh``
 seconds (new mailboxes start syncing, removed or disabled ones stop).
+
+Secrets never come from the command line (``ps`` shows it): they are read from the
+``DYNASYNC_*`` settings in the environment (``DYNASYNC_GRAPH__STATIC_TOKEN``,
+``DYNASYNC_DATAVERSE__CLIENT_SECRET``, ...) or from a token file only its owner can read
+(``--graph-token-file``, ``--dataverse-token-file``).
 """
 
 from __future__ import annotations
@@ -13,10 +18,14 @@ import contextlib
 import io
 import logging
 import math
+import os
 import signal
+import stat
 import time
 from typing import Any
 
+from pipeline.cli.main import UsageError
+from pipeline.logs import RepeatedFailure, configure_logging
 from pipeline.settings import Settings
 
 log = logging.getLogger("dynasync.run")
@@ -35,16 +44,66 @@ def _seconds(text: str) -> float:
     return value
 
 
+#: Longest token file read (a bearer token is a few KB at most).
+_MAX_SECRET_BYTES = 64 * 1024
+
+
+def read_secret_file(path: str, what: str) -> str:
+    """The one-line secret in ``path``, which only its owner may read (mode 0600 or stricter);
+    otherwise :class:`UsageError` with one line saying why."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise UsageError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError(f"the {what} file {path} is not a regular file")
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            raise UsageError(
+                f"the {what} file {path} is mode {mode:04o}, readable by others; "
+                f"it must be 0600 or stricter (chmod 600 {path})"
+            )
+        raw = file.read(_MAX_SECRET_BYTES + 1)
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise UsageError(f"the {what} file {path} is not UTF-8 text") from None
+    if len(raw) > _MAX_SECRET_BYTES or not text or not text.isprintable() or " " in text:
+        raise UsageError(f"the {what} file {path} must hold one token (one line, no spaces)")
+    return text
+
+
+def _refuse_argv_secrets(args: argparse.Namespace) -> None:
+    for flag, dest, env in (
+        ("--graph-token", "graph_token", "DYNASYNC_GRAPH__STATIC_TOKEN"),
+        ("--dataverse-token", "dataverse_token", "DYNASYNC_DATAVERSE__STATIC_TOKEN"),
+    ):
+        if getattr(args, dest, None) is not None:
+            raise UsageError(
+                f"{flag} is refused: a secret on the command line shows in ps; "
+                f"set {env} or pass {flag}-file PATH (mode 0600)"
+            )
+
+
 def run_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """The settings groups the command line overrides."""
+    """The settings groups the command line overrides (token files are read here)."""
+    _refuse_argv_secrets(args)
+    graph_file: str | None = args.graph_token_file
+    dataverse_file: str | None = args.dataverse_token_file
     return {
         "kafka": {"bootstrap": args.bootstrap},
         "graph": {
             "base_url": args.graph_url,
-            "static_token": args.graph_token,
+            "static_token": read_secret_file(graph_file, "Graph token") if graph_file else None,
             "notification_url": args.notification_url,
         },
-        "dataverse": {"static_token": args.dataverse_token},
+        "dataverse": {
+            "static_token": (
+                read_secret_file(dataverse_file, "Dataverse token") if dataverse_file else None
+            )
+        },
     }
 
 
@@ -76,6 +135,7 @@ async def run_pipeline(
                 "on" if pipeline.receiver_url else "off (polling)",
             )
             next_refresh = time.monotonic() + config_refresh_s
+            reload = RepeatedFailure("config reload", log)
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=min(config_refresh_s, 1.0))
@@ -91,7 +151,9 @@ async def run_pipeline(
                 try:
                     await pipeline.refresh(await store.load())
                 except Exception as exc:  # keep running on the last good snapshot
-                    log.warning("config reload failed: %s", exc)
+                    reload.failed(exc)
+                else:
+                    reload.succeeded()
     log.info("dynasync run: stopped")
     return 0
 
@@ -109,9 +171,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline.cli.main import load_settings
 
     settings = load_settings(run_overrides(args))
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level or settings.log_level)
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -135,8 +195,27 @@ def add_pipeline_commands(sub: Any) -> None:
     run = sub.add_parser("run", help="run the whole pipeline in this process until SIGTERM")
     run.add_argument("--bootstrap", help="Kafka bootstrap servers host:port[,host:port]")
     run.add_argument("--graph-url", help="Graph API root, e.g. http://127.0.0.1:8081/v1.0")
-    run.add_argument("--graph-token", help="static bearer token for Graph (emulator only)")
-    run.add_argument("--dataverse-token", help="static bearer token for Dataverse (emulator only)")
+    run.add_argument(
+        "--graph-token-file",
+        metavar="PATH",
+        help="file (mode 0600) holding the static Graph bearer token (emulator only); "
+        "or set DYNASYNC_GRAPH__STATIC_TOKEN",
+    )
+    run.add_argument(
+        "--dataverse-token-file",
+        metavar="PATH",
+        help="file (mode 0600) holding the static Dataverse bearer token (emulator only); "
+        "or set DYNASYNC_DATAVERSE__STATIC_TOKEN",
+    )
+    # The old argv forms, refused with a pointer to the above (a secret in argv shows in ps).
+    run.add_argument("--graph-token", help=argparse.SUPPRESS)
+    run.add_argument("--dataverse-token", help=argparse.SUPPRESS)
+    run.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="log level (default DYNASYNC_LOG_LEVEL or INFO); only DEBUG logs every HTTP request",
+    )
     run.add_argument("--notification-url", help="public base URL of the webhook receiver")
     run.add_argument("--crm-poll", type=_seconds, default=1.0, help="CRM poll interval (s)")
     run.add_argument("--outlook-poll", type=_seconds, default=1.0, help="Outlook poll (s)")

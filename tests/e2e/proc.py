@@ -48,6 +48,9 @@ class PipelineProcess:
             "DYNASYNC_KAFKA__PARTITIONS": str(s.kafka.partitions),
             "DYNASYNC_KAFKA__SESSION_TIMEOUT_S": str(s.kafka.session_timeout_s),
             "DYNASYNC_DATA_DIR": str(s.data_dir),
+            # secrets through the environment, never argv (ps shows argv)
+            "DYNASYNC_GRAPH__STATIC_TOKEN": TOKEN,
+            "DYNASYNC_DATAVERSE__STATIC_TOKEN": TOKEN,
         }
 
     async def start(self, ready_within: float = 90.0) -> None:
@@ -65,10 +68,6 @@ class PipelineProcess:
                 s.kafka.bootstrap,
                 "--graph-url",
                 s.graph.base_url,
-                "--graph-token",
-                TOKEN,
-                "--dataverse-token",
-                TOKEN,
                 "--crm-poll",
                 str(self.poll_s),
                 "--outlook-poll",

@@ -66,15 +66,19 @@ async def stack(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[Stack]:
         "DYNASYNC_KAFKA__PARTITIONS": "2",
         "DYNASYNC_DATA_DIR": str(tmp_path / "data"),
     }
+    worker_env = {
+        **env,
+        "DYNASYNC_GRAPH__STATIC_TOKEN": TOKEN,
+        "DYNASYNC_DATAVERSE__STATIC_TOKEN": TOKEN,
+    }
     graph_url = f"http://127.0.0.1:{graph.port}"
     log = tmp_path / "run.log"
     with log.open("ab") as out:
         proc = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "pipeline.cli", "run", "--bootstrap", kafka_bootstrap),
-            *("--graph-url", f"{graph_url}/v1.0", "--graph-token", TOKEN),
-            *("--dataverse-token", TOKEN, "--crm-poll", "0.3", "--outlook-poll", "0.3"),
+            *("--graph-url", f"{graph_url}/v1.0", "--crm-poll", "0.3", "--outlook-poll", "0.3"),
             *("--config-refresh", "1"),
-            env=env,
+            env=worker_env,
             stdout=out,
             stderr=out,
             start_new_session=True,
