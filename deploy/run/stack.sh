@@ -11,7 +11,11 @@
 #
 # Environment: KAFKA_PORT (9092), GRAPH_PORT (8081), DATAVERSE_PORT (8082), STACK_RUN_DIR
 # (.run/stack), STACK_PYTHON (.venv/bin/python), STACK_START_TIMEOUT (60 s), STACK_STOP_TIMEOUT (15 s),
-# WORKER_ARGS (arguments of the worker's `dynasync run`; default: both emulators, static tokens).
+# WORKER_ARGS (arguments of the worker's `dynasync run`; default: the Graph emulator's URL).
+#
+# Secrets never go on a command line, into .run/stack or into this script's output: the worker
+# gets DYNASYNC_GRAPH__STATIC_TOKEN / DYNASYNC_DATAVERSE__STATIC_TOKEN through its environment
+# (the ones set here or in .env; else a fixed token, the emulators take any bearer token).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,8 +32,12 @@ STOP_TIMEOUT="${STACK_STOP_TIMEOUT:-15}"
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 ECHO_IN="stack.echo.in"
 ECHO_OUT="stack.echo.out"
-# The worker: the whole pipeline (`dynasync run`) against the two emulators (static tokens).
-WORKER_ARGS="${WORKER_ARGS:---graph-url http://127.0.0.1:$GRAPH_PORT/v1.0 --graph-token stack-emulator --dataverse-token stack-emulator}"
+# The worker: the whole pipeline (`dynasync run`) against the two emulators.
+WORKER_ARGS="${WORKER_ARGS:---graph-url http://127.0.0.1:$GRAPH_PORT/v1.0}"
+# What the worker authenticates with when no token is configured (not a secret: the emulators
+# accept any bearer token).
+EMULATOR_TOKEN="stack-emulator"
+WORKER_SECRETS=(DYNASYNC_GRAPH__STATIC_TOKEN DYNASYNC_DATAVERSE__STATIC_TOKEN)
 
 # The background services in start order (`down` stops them in reverse). Each has a readiness
 # check ("http:PORT", "tcp:PORT" or "log:TEXT"), a command and a place it serves.
@@ -68,6 +76,17 @@ service_where() {
     dataverse) echo "http://127.0.0.1:$DATAVERSE_PORT" ;;
     worker) echo "Kafka $BOOTSTRAP, dynasync run $WORKER_ARGS" ;;
   esac
+}
+
+# export_worker_secrets: (in the worker's subshell) its tokens, through its environment only;
+# a token configured in the environment or in .env is left as it is.
+export_worker_secrets() {
+  local var
+  for var in "${WORKER_SECRETS[@]}"; do
+    if [[ -z "${!var:-}" ]] && ! grep -qsE "^[[:space:]]*(export[[:space:]]+)?$var=" "$ROOT/.env"; then
+      export "$var=$EMULATOR_TOKEN"
+    fi
+  done
 }
 
 # service_available NAME: false (with the reason on stdout) when its code is not there yet.
@@ -126,7 +145,11 @@ start_service() {
   cmd="$(service_cmd "$name")"
   local -a argv
   read -r -a argv <<<"$cmd"
-  (cd "$ROOT" && exec setsid "${argv[@]}" >"$RUN/$name.log" 2>&1 </dev/null) &
+  (
+    cd "$ROOT"
+    if [[ "$name" == worker ]]; then export_worker_secrets; fi
+    exec setsid "${argv[@]}" >"$RUN/$name.log" 2>&1 </dev/null
+  ) &
   echo $! >"$RUN/$name.pid"
   echo "$cmd" >"$RUN/$name.cmd"
   while ! answers "$name"; do
@@ -231,7 +254,12 @@ cmd_up() {
   check_port DATAVERSE_PORT "$DATAVERSE_PORT"
   [[ -x "$PY" ]] || die "no Python at $PY: run 'make venv' or set STACK_PYTHON"
   command -v curl >/dev/null 2>&1 || die "curl is required to probe the emulators"
+  if [[ " $WORKER_ARGS " =~ [[:space:]]--(graph|dataverse)-token[=[:space:]] ]]; then
+    die "WORKER_ARGS: --${BASH_REMATCH[1]}-token would show the secret in ps; set" \
+      "DYNASYNC_${BASH_REMATCH[1]^^}__STATIC_TOKEN or pass --${BASH_REMATCH[1]}-token-file PATH (mode 0600)"
+  fi
   mkdir -p "$RUN"
+  chmod 700 "$RUN" # logs and pids of this user's processes only
   echo "$KAFKA_PORT" >"$RUN/kafka.port"
   start_kafka
   create_topics

@@ -1,7 +1,12 @@
 """``make up`` (deploy/run/stack.sh) on the real broker: both emulators and a ``dynasync run``
 worker in the background; ``dynasync demo`` registers a mailbox and sees a CRM contact reach
 Outlook, an Outlook edit reach the CRM, a CRM task reach To Do and a CRM appointment reach the
-calendar, each within 5 s; ``make down`` stops it all and leaves the broker alone."""
+calendar, each within 5 s; ``make down`` stops it all and leaves the broker alone.
+
+The worker's tokens are distinctive values given to ``stack.sh`` in its environment: they must
+reach the worker (its environment) and show up nowhere else: not in any stack process's argv,
+not in the run directory's files (logs, pids, commands), not in what ``up``/``status`` print.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "deploy" / "run" / "stack.sh"
 IDLE_BUDGET_S = 5.0
-TOKEN = "stack-emulator"  # what stack.sh gives the worker
+TOKEN = "demo-e2e"  # the demo's own token (the emulators accept any bearer token)
 
 
 async def _run(*argv: str, env: dict[str, str], within: float) -> tuple[int, str]:
@@ -35,12 +40,39 @@ async def _run(*argv: str, env: dict[str, str], within: float) -> tuple[int, str
     return proc.returncode, out.decode(errors="replace")
 
 
+def _session(pid: str) -> str | None:
+    """The session id of process ``pid`` (stack.sh starts each service in its own session)."""
+    try:
+        stat = (Path("/proc") / pid / "stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[3]
+
+
+def _stack_processes(run_dir: Path) -> dict[str, bytes]:
+    """argv (NUL-separated) of every process the stack started, and of their children."""
+    leaders = {p.read_text().strip() for p in run_dir.glob("*.pid")}
+    argv: dict[str, bytes] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and (proc.name in leaders or _session(proc.name) in leaders):
+            try:
+                argv[proc.name] = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue  # exited meanwhile
+    return argv
+
+
+def _files_holding(root: Path, secret: bytes) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.is_file() and secret in p.read_bytes()]
+
+
 async def test_make_up_syncs_a_mailbox_and_make_down_stops_it(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     broker = kafka_bootstrap.split(",")[0]
     graph_port, dataverse_port = free_port(), free_port()
     run = uuid.uuid4().hex[:10]
+    graph_secret, dataverse_secret = f"gs-{uuid.uuid4().hex}", f"ds-{uuid.uuid4().hex}"
     env = {
         **os.environ,
         "KAFKA_PORT": broker.rpartition(":")[2],
@@ -52,7 +84,10 @@ async def test_make_up_syncs_a_mailbox_and_make_down_stops_it(
         "DYNASYNC_KAFKA__TOPIC_PREFIX": f"stack.{run}.",
         "DYNASYNC_KAFKA__PARTITIONS": "2",
         "DYNASYNC_DATA_DIR": str(tmp_path / "data"),
+        "DYNASYNC_GRAPH__STATIC_TOKEN": graph_secret,
+        "DYNASYNC_DATAVERSE__STATIC_TOKEN": dataverse_secret,
     }
+    run_dir = tmp_path / "stack"
     code, out = await _run("bash", str(STACK), "up", env=env, within=150)
     try:
         assert code == 0, out
@@ -70,6 +105,19 @@ async def test_make_up_syncs_a_mailbox_and_make_down_stops_it(
             took = re.search(rf"\] \S+ +{re.escape(step)} +(\d+\.\d\d) s ", demo)
             assert took, f"{step} not narrated:\n{demo}"
             assert float(took.group(1)) <= IDLE_BUDGET_S, f"{step}: {took.group(1)} s\n{demo}"
+        status, shown = await _run("bash", str(STACK), "status", env=env, within=30)
+        assert status == 0, shown
+        worker = (run_dir / "worker.pid").read_text().strip()
+        environ = (Path("/proc") / worker / "environ").read_bytes()
+        for secret in (graph_secret, dataverse_secret):
+            assert secret.encode() in environ  # the worker got it, through its environment
+            assert secret not in out and secret not in shown
+            processes = _stack_processes(run_dir)
+            assert worker in processes and len(processes) >= 3  # graph, dataverse, worker
+            assert [pid for pid, argv in processes.items() if secret.encode() in argv] == []
+            assert _files_holding(tmp_path, secret.encode()) == []
+        worker_log = (run_dir / "worker.log").read_text(errors="replace")
+        assert "HTTP Request:" not in worker_log  # one line per poll is DEBUG only
     finally:
         down, stopped = await _run("bash", str(STACK), "down", env=env, within=60)
     assert down == 0, stopped
