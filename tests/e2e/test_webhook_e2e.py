@@ -89,8 +89,11 @@ async def test_receiver_refuses_garbage_while_the_pipeline_runs(world: World) ->
         url = pipeline.receiver_url
         assert url is not None
         async with httpx.AsyncClient(timeout=10) as http:
+            json = {"content-type": "application/json"}
             for path in ("/notifications", "/lifecycle"):
-                resp = await http.post(f"{url}{path}", content=b"{not json")
+                resp = await http.post(f"{url}{path}", content=b"{not json", headers=json)
                 assert resp.status_code == 400, (path, resp.status_code, resp.text)
-                resp = await http.post(f"{url}{path}", content=b"x" * 2_000_000)
+                resp = await http.post(f"{url}{path}", content=b"x" * 2_000_000, headers=json)
                 assert resp.status_code == 413, (path, resp.status_code)
+                resp = await http.post(f"{url}{path}", content=b"{}")  # no Content-Type
+                assert resp.status_code == 415, (path, resp.status_code)
