@@ -41,6 +41,19 @@ DLQ_OFFSET = "x-dynasync-offset"
 DLQ_REASON = "x-dynasync-reason"
 
 
+def dlq_headers(
+    topic: str, partition: int, offset: int, reason: str, error: str
+) -> list[tuple[str, bytes]]:
+    """The headers of a record parked in ``dlq``: why, the error, and where it came from."""
+    return [
+        (DLQ_REASON, reason.encode()),
+        (DLQ_ERROR, error.encode("utf-8", errors="replace")[:4096]),
+        (DLQ_TOPIC, topic.encode()),
+        (DLQ_PARTITION, str(partition).encode()),
+        (DLQ_OFFSET, str(offset).encode()),
+    ]
+
+
 def utc_now() -> str:
     """Now, UTC, seconds precision, as the contracts want it."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -107,14 +120,7 @@ class Publisher:
     ) -> Awaitable[object]:
         """Park the original record in ``dlq`` with the error and where it came from."""
         msg = event.message
-        headers = [
-            *extra,
-            (DLQ_REASON, reason.encode()),
-            (DLQ_ERROR, error.encode("utf-8", errors="replace")[:4096]),
-            (DLQ_TOPIC, str(msg.topic).encode()),
-            (DLQ_PARTITION, str(msg.partition).encode()),
-            (DLQ_OFFSET, str(msg.offset).encode()),
-        ]
+        headers = [*extra, *dlq_headers(str(msg.topic), msg.partition, msg.offset, reason, error)]
         key = msg.key if isinstance(msg.key, bytes) else None
         value = msg.value if isinstance(msg.value, bytes) else b""
         return await self.send(self.dlq, key, value, headers)

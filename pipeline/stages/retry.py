@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from connectors.base import CommandSink
@@ -55,42 +55,95 @@ async def apply_with_retries(
     policy: WritePolicy,
     sleep: Sleep = asyncio.sleep,
 ) -> WriteOutcome:
-    """Apply one command through ``sink``; the first outcome that is not a retriable failure.
+    """Apply one command through ``sink`` (:func:`apply_batch`); :class:`GaveUpError` when it
+    failed ``max_attempts`` times with an error that is not transient."""
+    (result,) = await apply_batch(sink, [command], policy, sleep)
+    if isinstance(result, GaveUpError):
+        raise result
+    return result
 
-    Transient errors and retriable failed outcomes are retried without limit (a ``retry_after``
-    is honoured); other exceptions ``max_attempts`` times, then :class:`GaveUpError`.
+
+async def apply_batch(
+    sink: CommandSink,
+    commands: Sequence[WriteCommand],
+    policy: WritePolicy,
+    sleep: Sleep = asyncio.sleep,
+) -> list[WriteOutcome | GaveUpError]:
+    """Apply ``commands`` (one mailbox's, in order, no two for the same item) through ``sink``;
+    per command its first outcome that is not a retriable failure, or a :class:`GaveUpError`.
+
+    Transient errors and retriable failed outcomes are retried without limit, only the commands
+    not yet done (a ``retry_after`` is honoured). Any other exception is retried
+    ``max_attempts`` times; a batch of several is then applied one command at a time, so one
+    bad command does not take the others down with it.
     """
+    results: list[WriteOutcome | GaveUpError | None] = [None] * len(commands)
+    pending = list(range(len(commands)))
     delay = policy.first_s
     failures = 0
     attempt = 0
-    while True:
+    while pending:
         attempt += 1
         wait = delay
         try:
-            (outcome,) = await sink.apply([command])
+            outcomes = await sink.apply([commands[i] for i in pending])
         except Exception as exc:
             if not transient(exc):
                 failures += 1
                 if failures >= policy.max_attempts:
-                    raise GaveUpError(
-                        f"{command.action} on {command.target} failed {failures} times: "
-                        f"{type(exc).__name__}: {exc}"
-                    ) from exc
+                    await _give_up(sink, commands, pending, results, policy, sleep, exc)
+                    break
             if isinstance(exc, ThrottledError):
                 wait = max(wait, exc.retry_after)
             reason = f"{type(exc).__name__}: {exc}"
         else:
-            if not (outcome.status == "failed" and outcome.retriable):
-                return outcome
-            reason = f"{outcome.error_code}: {outcome.error_message}"
+            if len(outcomes) != len(pending):
+                raise RuntimeError(
+                    f"the sink answered {len(outcomes)} outcomes for {len(pending)} commands"
+                )
+            again: list[int] = []
+            for i, outcome in zip(pending, outcomes, strict=True):
+                if outcome.status == "failed" and outcome.retriable:
+                    again.append(i)
+                    reason = f"{outcome.error_code}: {outcome.error_message}"
+                else:
+                    results[i] = outcome
+            pending = again
+            if not pending:
+                break
         if attempt == 1 or attempt % 10 == 0:
             log.warning(
-                "write %s to %s not done (attempt %d): %s; retrying in %.1fs",
-                command.command_id,
-                command.target,
+                "%d write(s) of mailbox %s to %s not done (attempt %d): %s; retrying in %.1fs",
+                len(pending),
+                commands[pending[0]].mailbox_id,
+                commands[pending[0]].target,
                 attempt,
                 reason,
-                wait,
+                min(wait, policy.cap_s),
             )
         await sleep(min(wait, policy.cap_s))
         delay = min(delay * 2, policy.cap_s)
+    return [r if r is not None else GaveUpError("not applied") for r in results]
+
+
+async def _give_up(
+    sink: CommandSink,
+    commands: Sequence[WriteCommand],
+    pending: list[int],
+    results: list[WriteOutcome | GaveUpError | None],
+    policy: WritePolicy,
+    sleep: Sleep,
+    exc: Exception,
+) -> None:
+    if len(pending) > 1:  # find the bad one(s): each on its own
+        for i in pending:
+            (results[i],) = await apply_batch(sink, [commands[i]], policy, sleep)
+        return
+    (i,) = pending
+    command = commands[i]
+    failure = GaveUpError(
+        f"{command.action} on {command.target} failed {policy.max_attempts} times: "
+        f"{type(exc).__name__}: {exc}"
+    )
+    failure.__cause__ = exc
+    results[i] = failure

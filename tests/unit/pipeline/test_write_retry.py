@@ -9,7 +9,13 @@ import pytest
 from connectors.base import outcome_for
 from connectors.errors import BadRequestError, ThrottledError, TransientError
 from connectors.memory import MemorySide, MemorySink
-from pipeline.stages.retry import GaveUpError, WritePolicy, apply_with_retries, transient
+from pipeline.stages.retry import (
+    GaveUpError,
+    WritePolicy,
+    apply_batch,
+    apply_with_retries,
+    transient,
+)
 from pipeline.stages.window import WindowSize
 from schemas.models import WriteCommand, WriteOutcome
 
@@ -112,3 +118,71 @@ def test_garbage_policy_is_refused(first_s: float, cap_s: float, max_attempts: i
 def test_garbage_window_sizes_are_refused(events: int, delay_s: float) -> None:
     with pytest.raises(ValueError, match="a window needs"):
         WindowSize(events=events, delay_s=delay_s)
+
+
+def _command(n: int) -> WriteCommand:
+    return WriteCommand(
+        command_id=f"cmd-{n}",
+        correlation_id=f"corr-{n}",
+        mailbox_id="mbx-1",
+        org_id="org-1",
+        target="outlook",
+        kind="contact",
+        action="create",
+        fields={"firstname": f"N{n}"},
+        caused_by=f"chg-{n}",
+        issued_at="2026-11-24T00:00:00Z",
+    )
+
+
+async def test_a_batch_sends_again_only_what_is_not_done() -> None:
+    class Half:
+        """Throttles the odd commands of the first call, applies the rest."""
+
+        def __init__(self) -> None:
+            self.side = MemorySide("outlook")
+            self.real = MemorySink(self.side)
+            self.calls: list[list[str]] = []
+
+        async def apply(self, commands: Sequence[WriteCommand]) -> list[WriteOutcome]:
+            self.calls.append([c.command_id for c in commands])
+            if len(self.calls) > 1:
+                return await self.real.apply(commands)
+            out = []
+            for n, cmd in enumerate(commands):
+                if n % 2:
+                    out.append(outcome_for(cmd, "failed", error_code="429", retriable=True))
+                else:
+                    (done,) = await self.real.apply([cmd])
+                    out.append(done)
+            return out
+
+    sink = Half()
+    commands = [_command(n) for n in range(4)]
+    results = await apply_batch(sink, commands, WritePolicy(), Clock().sleep)
+    assert [r.status for r in results if isinstance(r, WriteOutcome)] == ["applied"] * 4
+    assert sink.calls == [["cmd-0", "cmd-1", "cmd-2", "cmd-3"], ["cmd-1", "cmd-3"]]
+    assert len(sink.side.items) == 4
+
+
+async def test_one_bad_command_is_parked_alone_the_rest_of_its_batch_applied() -> None:
+    class OneBad:
+        def __init__(self) -> None:
+            self.side = MemorySide("outlook")
+            self.real = MemorySink(self.side)
+
+        async def apply(self, commands: Sequence[WriteCommand]) -> list[WriteOutcome]:
+            if any(c.command_id == "cmd-1" for c in commands):
+                raise BadRequestError("cannot encode cmd-1")
+            return await self.real.apply(commands)
+
+    sink = OneBad()
+    results = await apply_batch(
+        sink, [_command(n) for n in range(3)], WritePolicy(max_attempts=2), Clock().sleep
+    )
+    assert isinstance(results[1], GaveUpError) and "cmd-1" in str(results[1])
+    assert [r.status for r in (results[0], results[2]) if isinstance(r, WriteOutcome)] == [
+        "applied",
+        "applied",
+    ]
+    assert len(sink.side.items) == 2
