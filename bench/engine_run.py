@@ -6,13 +6,12 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-import faust
 import orjson
 from aiokafka import AIOKafkaProducer
 
 from bench.kafka_io import TimedTail
 from bench.workload import ORG, USER, encoded
-from pipeline.app import build_app
+from pipeline.app import App, build_app
 from pipeline.plan import MailboxRules
 from pipeline.settings import Settings
 from pipeline.stages.engine import StaticRules, engine_stage
@@ -44,7 +43,7 @@ class EngineRun:
     settings: Settings
     mailboxes: list[str]
     rules: TimedRules
-    app: faust.App
+    app: App
     tail: TimedTail
 
     @classmethod

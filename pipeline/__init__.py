@@ -1,17 +1,16 @@
-"""Dynasync pipeline: the Faust app factory, stages, sync rules and the CLI."""
+"""Dynasync pipeline: the worker app factory, stages, sync rules and the CLI."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import faust
-
+    from pipeline.app import App
     from pipeline.settings import Settings
 
 
-def build_app(settings: Settings) -> faust.App:
-    """Build the Faust app for ``settings`` (see :func:`pipeline.app.build_app`)."""
+def build_app(settings: Settings) -> App:
+    """Build the worker app for ``settings`` (see :func:`pipeline.app.build_app`)."""
     from pipeline.app import build_app as _build
 
     return _build(settings)

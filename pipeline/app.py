@@ -1,128 +1,152 @@
-"""The Faust app factory. There is no module-level app: every process builds its own."""
+"""The worker app: the stages of one process, started and stopped together.
+
+There is no module-level app: every process builds its own with :func:`build_app`. A stage
+registers what it runs (a stream processor, the writers) with :meth:`App.run`; each runs in its
+own task while the app runs. A refused send ends the process at once, like a crash
+(:func:`exit_process`): what was not committed is read again by whoever owns the partition
+next. Any other failure *crashes* the app: :attr:`App.crashed` says so and the runner exits.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
 from collections.abc import Callable, Iterable
-from typing import Any
-
-import faust
-from faust.types import CodecArg, FutureMessage, ProducerT
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 from pipeline.settings import Settings
 
-#: Changelog records that may wait to be produced before Faust holds the stream back.
-PRODUCER_BUFFER = 5_000
+log = logging.getLogger(__name__)
 
-#: How long a send waits for others to share its produce request. Fewer, larger requests cost
-#: the worker less CPU per record (bench: 20 ms takes ~15% off the engine's cost per change
-#: against 5 ms) and add that much latency per hop, far below the one-second budget.
-LINGER_MS = 20
-
-#: A stage registers its agents, topics and tables on an app.
-Stage = Callable[[faust.App, Settings], None]
+#: Exit status of a worker that stopped because the broker refused a record.
+EXIT_SEND_FAILED = 70
 
 
-def broker_url(settings: Settings) -> str:
-    """Faust's broker URL list for the configured bootstrap servers."""
-    return ";".join(f"kafka://{hostport}" for hostport in settings.kafka.bootstrap.split(","))
+class SendFailedError(RuntimeError):
+    """A record a done record caused was refused by the broker: nothing after it may commit."""
 
 
-class App(faust.App):
-    """A Faust app whose sends reach a running producer without yielding to the event loop.
-
-    Faust's own ``maybe_start_producer`` guards every send (table changelogs included) against
-    concurrent starts by yielding to the loop three times, which costs more than the send itself.
-    """
-
-    async def maybe_start_producer(self) -> ProducerT:
-        """The producer, started first if it is not running yet."""
-        producer = self.producer
-        if producer.started and not self.in_transaction:
-            return producer
-        started: ProducerT = await super().maybe_start_producer()
-        return started
+async def exit_process(exc: BaseException) -> None:
+    """End the worker at once, like a crash: what is uncommitted is read again on restart."""
+    log.critical(
+        "a record was refused by the broker (%s); exiting to restart from the last commit", exc
+    )
+    logging.shutdown()
+    os._exit(EXIT_SEND_FAILED)
 
 
-class DurableTable(faust.Table[bytes, bytes]):
-    """A table (bytes keys and values) that hands out the changelog sends of its writes.
+@dataclass(frozen=True, slots=True)
+class WindowSize:
+    """How many records a stage takes in one batch (and holds open per partition)."""
 
-    Faust commits an offset after a plain producer flush, which does not surface a failed
-    changelog send. A stage holding its events in an
-    :class:`pipeline.stages.window.AckWindow` adds :meth:`take_writes` to what an event caused,
-    so the event is acked only once its state changes are durable, and a refused write stops
-    the worker like a refused output.
-    """
+    events: int = 1000
+    delay_s: float = 0.005
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        self._writes: list[FutureMessage] = []
+        if self.events < 1 or not 0 < self.delay_s <= 1:
+            raise ValueError(f"a window needs events >= 1 and delay_s within (0, 1], got {self}")
 
-    def send_changelog(
+
+class Runnable(Protocol):
+    """A processor or writer: ``async with`` starts and stops it; :meth:`wait` returns only
+    when it fails (it raises)."""
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(
         self,
-        partition: int | None,
-        key: Any,
-        value: Any,
-        key_serializer: CodecArg | None = None,
-        value_serializer: CodecArg | None = None,
-    ) -> FutureMessage:
-        """Send the change as Faust does, and remember its future."""
-        sent = super().send_changelog(partition, key, value, key_serializer, value_serializer)
-        self._writes.append(sent)
-        return sent
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
-    def take_writes(self) -> list[FutureMessage]:
-        """The changelog sends since the last call (their acknowledgement futures)."""
-        writes, self._writes = self._writes, []
-        return writes
+    async def wait(self) -> None: ...
 
 
-def durable_table(app: faust.App, name: str) -> DurableTable:
-    """Declare a :class:`DurableTable` called ``name`` on ``app`` (missing keys read None)."""
-    table = DurableTable(
-        app,
-        name=name,
-        default=None,
-        beacon=app.tables.beacon,
-        key_type=bytes,
-        value_type=bytes,
-    )
-    app.tables.add(table)
-    return table
+#: A stage registers what it runs on an app.
+Stage = Callable[["App", Settings], None]
 
 
-def build_app(settings: Settings, stages: Iterable[Stage] = ()) -> faust.App:
-    """Build a Faust app for ``settings`` with ``stages`` registered on it.
+class App:
+    """The stages of one worker (see the module docstring). ``start()``/``stop()`` or
+    ``async with``."""
 
-    Agents run with concurrency 1 and ack an event only once the records it caused are
-    acknowledged by the broker (:class:`pipeline.stages.window.AckWindow`), so Faust never
-    commits an offset past an event still in flight. Sends linger :data:`LINGER_MS` to travel
-    in batches.
-    """
-    app = App(
-        settings.app_id,
-        broker=broker_url(settings),
-        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
-        datadir=str(settings.data_dir),
-        autodiscover=False,
-        topic_partitions=settings.kafka.partitions,
-        topic_replication_factor=settings.kafka.replication_factor,
-        topic_allow_declare=True,
-        topic_disable_leader=True,
-        key_serializer="raw",
-        value_serializer="raw",
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        producer_linger_ms=LINGER_MS,
-        broker_commit_every=1_000,
-        broker_commit_interval=1.0,
-        broker_session_timeout=settings.kafka.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.kafka.session_timeout_s / 3),
-        web_enabled=False,
-        web_port=settings.web_port,
-        logging_config=None,
-    )
-    # table changelog records wait in this buffer; at 100 (Faust's default) it stalls the stream
-    app.producer.buffer.max_messages = PRODUCER_BUFFER
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._parts: list[tuple[str, Callable[[], Runnable]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started: list[asyncio.Event] = []
+        self.crash_reason: BaseException | None = None
+
+    @property
+    def crashed(self) -> bool:
+        """Whether a stage failed."""
+        return self.crash_reason is not None
+
+    def run(self, name: str, make: Callable[[], Runnable]) -> None:
+        """Run what ``make`` builds while the app runs."""
+        if self._tasks:
+            raise RuntimeError("register stages before the app starts")
+        self._parts.append((name, make))
+
+    async def start(self) -> None:
+        """Start every stage and wait until each has joined its group (or failed)."""
+        for name, make in self._parts:
+            started = asyncio.Event()
+            self._started.append(started)
+            self._tasks.append(asyncio.create_task(self._keep(name, make, started), name=name))
+        for started in self._started:
+            await started.wait()
+
+    async def _keep(self, name: str, make: Callable[[], Runnable], started: asyncio.Event) -> None:
+        try:
+            async with make() as running:
+                started.set()
+                await running.wait()
+        except asyncio.CancelledError:
+            raise
+        except SendFailedError as exc:
+            await exit_process(exc)
+        except Exception as exc:
+            log.exception("%s failed", name)
+            self.crash(exc)
+        finally:
+            started.set()
+
+    def crash(self, exc: BaseException) -> None:
+        """Record that a stage failed (the first failure is kept)."""
+        if self.crash_reason is None:
+            self.crash_reason = exc
+
+    async def stop(self) -> None:
+        """Stop every stage (each commits what it has done)."""
+        tasks, self._tasks, self._started = self._tasks, [], []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+def build_app(settings: Settings, stages: Iterable[Stage] = ()) -> App:
+    """An app for ``settings`` with ``stages`` registered on it."""
+    app = App(settings)
     for stage in stages:
         stage(app, settings)
     return app

@@ -1,4 +1,4 @@
-"""One running pipeline in one process: the Faust stages (fan-out, engine, writers with the real
+"""One running pipeline in one process: the stages (fan-out, engine, writers with the real
 Graph and Dataverse sinks) and the readers that feed them.
 
 - CRM: one change-tracking reader per (organisation, table), polling every ``crm_poll_s``,
@@ -30,8 +30,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
-import faust
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from connectors.dataverse.publisher import CrmTableReader
 from connectors.dataverse.reader import DataverseChangeSource
@@ -48,7 +47,7 @@ from connectors.graph.subscriptions import (
 from connectors.graph.sync import OutlookReader
 from connectors.http import RetryPolicy
 from connectors.store import KafkaCursorStore, KafkaPublisher
-from pipeline.app import build_app
+from pipeline.app import App, build_app
 from pipeline.config_store import ConfigSnapshot, ConfigStore
 from pipeline.crm_directory import CrmDirectory
 from pipeline.mailbox_runner import MailboxRunner, RunnerPolicy, RunnerState, describe
@@ -79,7 +78,7 @@ MEMBERS_KEY = "crm-members:"
 WEBHOOK_KINDS: tuple[Kind, ...] = ("email", "contact", "appointment")
 
 
-#: How long stopping waits for the Faust app before it goes on with the rest.
+#: How long stopping waits for the stages before it goes on with the rest.
 APP_STOP_TIMEOUT_S = 30.0
 
 
@@ -157,7 +156,7 @@ class Pipeline:
         self._publisher: KafkaPublisher | None = None
         self._cursors: KafkaCursorStore | None = None
         self._connections: Connections | None = None
-        self._app: faust.App | None = None
+        self._app: App | None = None
         self._reader: OutlookReader | None = None
         self._receiver: ReceiverServer | None = None
         self._subscriptions: SubscriptionManager | None = None
@@ -168,6 +167,7 @@ class Pipeline:
         self._runners: dict[str, MailboxRunner] = {}
         self._failing: set[str] = set()
         self._alerts: Publisher | None = None
+        self._alert_producer: AIOKafkaProducer | None = None
         self._service_tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -181,8 +181,8 @@ class Pipeline:
         return self._receiver.url if self._receiver is not None else None
 
     @property
-    def app(self) -> faust.App | None:
-        """The running Faust app of the stages (None before start and after stop)."""
+    def app(self) -> App | None:
+        """The running app of the stages (None before start and after stop)."""
         return self._app
 
     def failure(self) -> str | None:
@@ -210,7 +210,7 @@ class Pipeline:
         )
 
     async def start(self) -> None:
-        """Connect, start the Faust stages, then the readers."""
+        """Connect, start the stages, then the readers."""
         try:
             await self._start()
         except BaseException:
@@ -239,7 +239,9 @@ class Pipeline:
         ]
         self._app = build_app(settings, stages)
         await self._app.start()
-        self._alerts = Publisher.on(self._app, settings)
+        self._alert_producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+        await self._alert_producer.start()
+        self._alerts = Publisher.over(self._alert_producer, settings)
         self._reader = OutlookReader(
             self._streams_for,
             self._publisher,
@@ -303,7 +305,7 @@ class Pipeline:
         ]
 
     async def stop(self) -> None:
-        """Stop the readers, then the Faust stages, then the connections."""
+        """Stop the readers, then the stages, then the connections."""
         await _cancel([*self._mailbox_tasks.values(), *self._crm_tasks.values()])
         self._mailbox_tasks, self._crm_tasks = {}, {}
         await _cancel(self._service_tasks)
@@ -315,6 +317,9 @@ class Pipeline:
             receiver, self._receiver = self._receiver, None
             await receiver.stop()
         self._runners, self._failing, self._alerts = {}, set(), None
+        if self._alert_producer is not None:
+            producer, self._alert_producer = self._alert_producer, None
+            await producer.stop()
         if self._app is not None:
             app, self._app = self._app, None
             try:  # a crashed app may wait forever for events it will never ack

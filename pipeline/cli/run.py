@@ -1,14 +1,15 @@
-"""``dynasync worker`` and ``dynasync demo-echo``: run Faust stages against the broker."""
+"""``dynasync worker`` and ``dynasync demo-echo``: run stages against the broker."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import time
 import uuid
 from typing import Any
 
-import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -32,13 +33,23 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     settings = load_settings(_kafka_overrides(args))
     app = build_app(settings, args.stage)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower())
-    worker.execute_from_commandline()
-    return 0
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with app:
+            while not stop.is_set() and not app.crashed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+
+    asyncio.run(serve())
+    return 1 if app.crashed else 0
 
 
 async def demo_echo(bootstrap: str, *, messages: int = 5, timeout_s: float = 60.0) -> list[str]:
-    """Push ``messages`` records through a Faust echo agent on the real broker; return lines."""
+    """Push ``messages`` records through an echo stage on the real broker; return lines."""
     from pipeline.settings import KafkaSettings, Settings
 
     run = uuid.uuid4().hex[:8]
@@ -71,7 +82,7 @@ async def demo_echo(bootstrap: str, *, messages: int = 5, timeout_s: float = 60.
                 remaining = timeout_s - (time.monotonic() - started)
                 record: Any = await asyncio.wait_for(consumer.getone(), max(remaining, 0.1))
                 lines.append(
-                    f"{source} -> faust agent -> {sink}: key={record.key.decode()} "
+                    f"{source} -> echo stage -> {sink}: key={record.key.decode()} "
                     f"value={record.value.decode()!r} offset={record.offset}"
                 )
         finally:
@@ -92,14 +103,14 @@ def _cmd_demo_echo(args: argparse.Namespace) -> int:
 
 def add_run_commands(sub: Any) -> None:
     """Register ``worker`` and ``demo-echo`` on the ``dynasync`` subparsers."""
-    worker = sub.add_parser("worker", help="run a Faust worker with the given stages")
+    worker = sub.add_parser("worker", help="run a worker with the given stages")
     worker.add_argument("--bootstrap", help="Kafka bootstrap servers host:port[,host:port]")
     worker.add_argument(
         "--stage", type=_parse_stage, action="append", default=[], help="echo:<src>:<dst>"
     )
     worker.set_defaults(func=_cmd_worker)
 
-    demo = sub.add_parser("demo-echo", help="send messages through a Faust agent and show them")
+    demo = sub.add_parser("demo-echo", help="send messages through an echo stage and show them")
     demo.add_argument("--bootstrap", help="Kafka bootstrap servers host:port[,host:port]")
     demo.add_argument("--messages", type=int, default=5, choices=range(1, 1001), metavar="N")
     demo.set_defaults(func=_cmd_demo_echo)

@@ -1,30 +1,40 @@
 """A trivial stage: copy every record of one topic to another. Used by the demo and the smoke
-test to prove a Faust agent runs end to end through the real broker."""
+test to prove a stream processor runs end to end through the real broker."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from typing import Any
 
-import faust
+from aiokafka import AIOKafkaProducer
 
-from pipeline.app import Stage
+from pipeline.app import App, Stage
 from pipeline.settings import Settings
+from pipeline.stages.stream import LINGER_MS, Record, StreamProcessor
 
 
 def echo_stage(source: str, sink: str) -> Stage:
-    """A stage that forwards ``source`` records (key and value) to ``sink``, upper-casing
-    nothing and dropping nothing."""
+    """A stage that forwards ``source`` records (key and value) to ``sink``, changing and
+    dropping nothing; a source offset is committed once its copy is acknowledged."""
 
-    def register(app: faust.App, settings: Settings) -> None:
-        src = app.topic(source, key_type=bytes, value_type=bytes)
-        dst = app.topic(sink, key_type=bytes, value_type=bytes)
+    def register(app: App, settings: Settings) -> None:
+        def make() -> StreamProcessor:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=settings.kafka.bootstrap, acks="all", linger_ms=LINGER_MS
+            )
 
-        async def forward(stream: faust.StreamT[bytes]) -> AsyncIterator[bytes]:
-            async for event in stream.events():
-                sent = await dst.send(key=event.key, value=event.value)
-                await sent  # acked before the source offset may be committed
-                yield event.value
+            async def forward(record: Record, sends: list[asyncio.Future[Any]]) -> None:
+                sends.append(await producer.send(sink, record.value, key=record.key))
 
-        app.agent(src, name=f"echo.{source}")(forward)
+            return StreamProcessor(
+                settings,
+                name=f"echo.{source}",
+                sources=[source],
+                tables=[],
+                handler=forward,
+                producer=producer,
+            )
+
+        app.run(f"echo.{source}", make)
 
     return register

@@ -1,10 +1,11 @@
 """The sync engine stage: ``changes.outlook`` + ``changes.crm`` + ``outcomes`` → planner →
-commands, events, conflicts; link state in Faust tables.
+commands, events, conflicts; link state in changelog tables.
 
-One agent (concurrency 1) consumes the three mailbox-keyed topics, so one mailbox's events are
-handled strictly in order and an offset is never committed past an event still in flight. Link
-state lives in two tables whose keys start with the mailbox id and which are only written while
-handling that mailbox's events, so their changelog partitions follow the mailbox's partition:
+One :class:`pipeline.stages.stream.StreamProcessor` consumes the three mailbox-keyed topics, so
+one mailbox's records are handled strictly in order and an offset is never committed past a
+record whose effects are not durable. Link state lives in tables whose keys start with the
+mailbox id and which are only written while handling that mailbox's records, so their
+changelog partitions follow the mailbox's partition:
 
 - ``links``: ``<mailbox>|<correlation id>`` → :func:`pipeline.state.encode_link` bytes
 - ``link-index``: ``<mailbox>|<side>|<item id>`` → correlation id
@@ -21,16 +22,16 @@ until a ``resume`` control record (:func:`pipeline.stages.guard.resume_mailbox`)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-import faust
-from faust.types import TableT
+from aiokafka import AIOKafkaProducer
 
-from pipeline.app import Stage, durable_table
+from pipeline.app import App, Stage, WindowSize
 from pipeline.crm_facts import Directories, with_crm_facts
 from pipeline.plan import Alert, MailboxRules, Plan, apply_outcome, plan
 from pipeline.settings import Settings
@@ -43,7 +44,13 @@ from pipeline.stages.guard import (
     resume,
 )
 from pipeline.stages.publish import Publisher, utc_now
-from pipeline.stages.window import AckWindow, SendFailedError, WindowSize, manual_acks
+from pipeline.stages.stream import (
+    LINGER_MS,
+    ChangelogTable,
+    KeyValue,
+    Record,
+    StreamProcessor,
+)
 from pipeline.state import (
     LinkState,
     correlation_id_for,
@@ -84,8 +91,8 @@ class UnknownMailboxError(LookupError):
 class LinkStore:
     """Typed access to the link tables of one app."""
 
-    links: TableT[bytes, bytes]
-    index: TableT[bytes, bytes]
+    links: KeyValue
+    index: KeyValue
 
     def get(self, mailbox_id: str, correlation_id: str) -> LinkState | None:
         raw = self.links.get(link_key(mailbox_id, correlation_id).encode())
@@ -130,8 +137,8 @@ def _live(link: LinkState | None, side: Side) -> int:
     return int(state.item_id is not None and not state.deleted)
 
 
-def _header(event: faust.EventT[bytes], name: str) -> bytes | None:
-    headers = event.message.headers or ()
+def _header(record: Record, name: str) -> bytes | None:
+    headers = record.headers or ()
     items = headers.items() if isinstance(headers, Mapping) else headers
     return next((bytes(v) for k, v in items if k == name and v is not None), None)
 
@@ -152,20 +159,20 @@ def engine_stage(
     policy = guard or GuardPolicy()
     size = window or WindowSize()
 
-    def register(app: faust.App, settings: Settings) -> None:
-        links = durable_table(app, "links")
-        index = durable_table(app, "link-index")
-        guards = durable_table(app, "guard")
+    def register(app: App, settings: Settings) -> None:
+        app.run("engine", lambda: _processor(settings))
+
+    def _processor(settings: Settings) -> StreamProcessor:
+        links = ChangelogTable("links")
+        index = ChangelogTable("link-index")
+        guards = ChangelogTable("guard")
         store = LinkStore(links, index)
-        publisher = Publisher.on(app, settings)
-        outcomes_name = topic_name(OUTCOMES, settings.kafka)
-        source = app.topic(
-            topic_name(CHANGES_OUTLOOK, settings.kafka),
-            topic_name(CHANGES_CRM, settings.kafka),
-            outcomes_name,
-            key_type=bytes,
-            value_type=bytes,
+        kafka = settings.kafka
+        producer = AIOKafkaProducer(
+            bootstrap_servers=kafka.bootstrap, acks="all", linger_ms=LINGER_MS
         )
+        publisher = Publisher.over(producer, settings)
+        outcomes_name = topic_name(OUTCOMES, kafka)
 
         def guard_state(mailbox_id: str) -> GuardState:
             return GuardState.decode(guards.get(mailbox_id.encode()))
@@ -183,9 +190,9 @@ def engine_stage(
                 state = guard_state(mailbox_id)
                 save_guard(mailbox_id, state, state.count_links(delta["outlook"], delta["crm"]))
 
-        async def handle(event: faust.EventT[bytes], sends: list[Awaitable[object]]) -> None:
-            raw = event.value
-            if event.message.topic == outcomes_name:
+        async def handle(event: Record, sends: list[asyncio.Future[Any]]) -> None:
+            raw = event.value or b""
+            if event.topic == outcomes_name:
                 outcome = loads(WriteOutcome, raw, check=False)
                 mbx = _rules(rules, outcome.mailbox_id)
                 link = store.get(outcome.mailbox_id, outcome.correlation_id)
@@ -235,7 +242,7 @@ def engine_stage(
             sends += await publisher.emit(result.actions)
             store_plan(mailbox_id, link, result)
 
-        async def _control(event: faust.EventT[bytes], command: bytes) -> None:
+        async def _control(event: Record, command: bytes) -> None:
             mailbox_id = (event.key or b"").decode()
             if command != b"resume" or not mailbox_id:
                 raise ValueError(f"unknown control record {command!r} for {mailbox_id!r}")
@@ -244,24 +251,19 @@ def engine_stage(
                 log.warning("mailbox %s resumed by an operator", mailbox_id)
             save_guard(mailbox_id, state, resume(state))
 
-        async def run(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-            manual = manual_acks(stream)
-            async with AckWindow(manual, max_events=size.events, max_delay_s=size.delay_s) as held:
-                async for event in held.events():
-                    sends: list[Awaitable[object]] = []
-                    try:
-                        await handle(event, sends)
-                    except SendFailedError:
-                        raise
-                    except Exception as exc:  # poison: park it, keep going
-                        log.warning("poison record on %s: %s", event.message.topic, exc)
-                        sends.append(await publisher.poison(event, f"{type(exc).__name__}: {exc}"))
-                    for table in (links, index, guards):
-                        sends += table.take_writes()
-                    await held.add(event, sends)
-                    yield None
-
-        app.agent(source, name="engine", concurrency=1)(run)
+        return StreamProcessor(
+            settings,
+            name="engine",
+            sources=[
+                topic_name(CHANGES_OUTLOOK, kafka),
+                topic_name(CHANGES_CRM, kafka),
+                outcomes_name,
+            ],
+            tables=[links, index, guards],
+            handler=handle,
+            producer=producer,
+            max_batch=size.events,
+        )
 
     return register
 

@@ -1,32 +1,38 @@
 """The fan-out stage: ``crm.raw`` (keyed by record id) → ``changes.crm`` (keyed by mailbox id).
 
-One agent (concurrency 1) routes each record with :func:`pipeline.fanout_rules.fan_out` to the
+One stream processor routes each record with :func:`pipeline.fanout_rules.fan_out` to the
 mailboxes of its organisation whose filters hold it, or held it (a ``left_filter`` copy). Who
 holds a record lives in the ``fanout-members`` table, keyed like ``crm.raw`` (the record id),
 so its changelog is co-partitioned with the source. A record's offset is committed only once
-every copy is acknowledged by the broker (:class:`pipeline.stages.window.AckWindow`); a record
+every copy is acknowledged by the broker (:mod:`pipeline.stages.stream`); a record
 that cannot be decoded or routed goes to ``dlq`` with the error and its origin, and processing
 continues.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
-import faust
 import orjson
+from aiokafka import AIOKafkaProducer
 
-from pipeline.app import Stage, durable_table
+from pipeline.app import App, Stage, WindowSize
 from pipeline.fanout_rules import FanOut, MailboxFilters, fan_out, parse_for_table
 from pipeline.rules.fetchxml import FetchQuery
 from pipeline.settings import Settings
 from pipeline.stages.publish import Publisher
-from pipeline.stages.window import AckWindow, WindowSize, manual_acks
+from pipeline.stages.stream import (
+    LINGER_MS,
+    ChangelogTable,
+    Record,
+    StreamProcessor,
+)
 from pipeline.topics import CHANGES_CRM, CRM_RAW, topic_name
 from schemas.codec import dumps, loads
 from schemas.models import FilterRecord, ItemChange, Mailbox
@@ -134,17 +140,23 @@ def fanout_stage(
     window: WindowSize | None = None,
 ) -> Stage:
     """The fan-out stage over ``mailboxes``; ``clock`` (aware) feeds the date operators."""
+    size = window or WindowSize()
 
-    def register(app: faust.App, settings: Settings) -> None:
-        members = durable_table(app, "fanout-members")
-        source = app.topic(topic_name(CRM_RAW, settings.kafka), key_type=bytes, value_type=bytes)
-        sink = app.topic(topic_name(CHANGES_CRM, settings.kafka), key_type=bytes, value_type=bytes)
-        publisher = Publisher.on(app, settings)
+    def register(app: App, settings: Settings) -> None:
+        app.run("fanout", lambda: _processor(settings))
+
+    def _processor(settings: Settings) -> StreamProcessor:
+        members = ChangelogTable("fanout-members")
+        kafka = settings.kafka
+        producer = AIOKafkaProducer(
+            bootstrap_servers=kafka.bootstrap, acks="all", linger_ms=LINGER_MS
+        )
+        publisher = Publisher.over(producer, settings)
+        sink = topic_name(CHANGES_CRM, kafka)
         parse = lru_cache(maxsize=PARSE_CACHE_SIZE)(parse_for_table)
-        size = window or WindowSize()
 
-        async def handle(event: faust.EventT[bytes], sends: list[Awaitable[object]]) -> None:
-            change = loads(ItemChange, event.value, check=False)
+        async def handle(event: Record, sends: list[asyncio.Future[Any]]) -> None:
+            change = loads(ItemChange, event.value or b"", check=False)
             key = event.key if isinstance(event.key, bytes) else change.item_id.encode()
             stored = decode_members(members.get(key))
             previous = stored.previous_for(change.change_id)
@@ -159,20 +171,15 @@ def fanout_stage(
                 if after != stored:
                     members[key] = encode_members(after)
 
-        async def run(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-            manual = manual_acks(stream)
-            async with AckWindow(manual, max_events=size.events, max_delay_s=size.delay_s) as held:
-                async for event in held.events():
-                    sends: list[Awaitable[object]] = []
-                    try:
-                        await handle(event, sends)
-                    except Exception as exc:  # poison: park it, keep going
-                        log.warning("poison record on %s: %s", event.message.topic, exc)
-                        sends.append(await publisher.poison(event, f"{type(exc).__name__}: {exc}"))
-                    await held.add(event, [*sends, *members.take_writes()])
-                    yield None
-
-        app.agent(source, name="fanout", concurrency=1)(run)
+        return StreamProcessor(
+            settings,
+            name="fanout",
+            sources=[topic_name(CRM_RAW, kafka)],
+            tables=[members],
+            handler=handle,
+            producer=producer,
+            max_batch=size.events,
+        )
 
     return register
 

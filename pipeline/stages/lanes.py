@@ -22,13 +22,11 @@ from typing import Any, Generic, Self, TypeVar
 
 from aiokafka import TopicPartition
 
+from pipeline.app import SendFailedError
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class SendFailedError(RuntimeError):
-    """A record a done job caused was refused by the broker: nothing after it may commit."""
 
 
 @dataclass(eq=False, slots=True)

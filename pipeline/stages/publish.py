@@ -2,20 +2,21 @@
 mode) to ``events.v1``, conflicts to ``conflicts``, alerts and poison records to ``dlq``.
 
 Sends are not awaited here: each method returns the futures of the records it sent, which the
-stage hands to its :class:`pipeline.stages.window.AckWindow` with the event that caused them, so
-that event's offset is committed only after they are durable.
+stage hands back with the record that caused them (:mod:`pipeline.stages.stream`), so that
+record's offset is committed only after they are durable.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
-import faust
 import orjson
-from faust.types import ProducerT
+from aiokafka import ConsumerRecord
 
 from pipeline.plan import Action, Alert, ConflictEntry
 from pipeline.settings import Settings
@@ -25,7 +26,6 @@ from pipeline.topics import (
     CONFLICTS,
     DLQ,
     EVENTS_V1,
-    TopicSpec,
     topic_name,
 )
 from schemas.codec import dumps, event_to_kafka
@@ -59,35 +59,47 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def topic(app: faust.App, settings: Settings, spec: TopicSpec) -> faust.TopicT:
-    """The Faust topic of a catalogue entry, raw bytes both ways."""
-    return app.topic(topic_name(spec, settings.kafka), key_type=bytes, value_type=bytes)
+class Producer(Protocol):
+    """What the publisher needs of a producer (aiokafka's ``AIOKafkaProducer``)."""
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Publisher:
-    """The output topics of the engine."""
+    """The output topics of the engine, over one producer."""
 
-    commands_crm: faust.TopicT
-    commands_outlook: faust.TopicT
-    events: faust.TopicT
-    conflicts: faust.TopicT
-    dlq: faust.TopicT
+    producer: Producer
+    commands_crm: str
+    commands_outlook: str
+    events: str
+    conflicts: str
+    dlq: str
 
     @classmethod
-    def on(cls, app: faust.App, settings: Settings) -> Publisher:
-        """Declare the output topics on ``app``."""
+    def over(cls, producer: Producer, settings: Settings) -> Publisher:
+        """The catalogue's output topics (with the configured prefix) over ``producer``."""
+        kafka = settings.kafka
         return cls(
-            topic(app, settings, COMMANDS_CRM),
-            topic(app, settings, COMMANDS_OUTLOOK),
-            topic(app, settings, EVENTS_V1),
-            topic(app, settings, CONFLICTS),
-            topic(app, settings, DLQ),
+            producer,
+            topic_name(COMMANDS_CRM, kafka),
+            topic_name(COMMANDS_OUTLOOK, kafka),
+            topic_name(EVENTS_V1, kafka),
+            topic_name(CONFLICTS, kafka),
+            topic_name(DLQ, kafka),
         )
 
-    async def emit(self, actions: Iterable[Action]) -> list[Awaitable[object]]:
+    async def emit(self, actions: Iterable[Action]) -> list[asyncio.Future[Any]]:
         """Send every action of a plan, in order; the futures of their acknowledgements."""
-        sent: list[Awaitable[object]] = []
+        sent: list[asyncio.Future[Any]] = []
         for action in actions:
             if isinstance(action, WriteCommand):
                 dst = self.commands_crm if action.target == "crm" else self.commands_outlook
@@ -113,29 +125,26 @@ class Publisher:
 
     async def poison(
         self,
-        event: faust.EventT[bytes],
+        record: ConsumerRecord[bytes, bytes],
         error: str,
         reason: str = "poison",
         extra: Iterable[tuple[str, bytes]] = (),
-    ) -> Awaitable[object]:
+    ) -> asyncio.Future[Any]:
         """Park the original record in ``dlq`` with the error and where it came from."""
-        msg = event.message
-        headers = [*extra, *dlq_headers(str(msg.topic), msg.partition, msg.offset, reason, error)]
-        key = msg.key if isinstance(msg.key, bytes) else None
-        value = msg.value if isinstance(msg.value, bytes) else b""
+        headers = [
+            *extra,
+            *dlq_headers(record.topic, record.partition, record.offset, reason, error),
+        ]
+        key = record.key if isinstance(record.key, bytes) else None
+        value = record.value if isinstance(record.value, bytes) else b""
         return await self.send(self.dlq, key, value, headers)
 
     async def send(
         self,
-        dst: faust.TopicT,
+        topic: str,
         key: bytes | None,
         value: bytes,
         headers: list[tuple[str, bytes]] | None = None,
-    ) -> Awaitable[object]:
-        """Hand one record to the app's producer; the future of its acknowledgement.
-
-        Straight to the producer: Faust's ``Topic.send`` path costs several event-loop turns
-        per record, more than the send itself.
-        """
-        producer: ProducerT = await dst.app.maybe_start_producer()
-        return await producer.send(dst.get_topic_name(), key, value, None, None, headers)
+    ) -> asyncio.Future[Any]:
+        """Hand one record to the producer; the future of its acknowledgement."""
+        return await self.producer.send(topic, value, key=key, headers=headers)

@@ -25,23 +25,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Any, Self
 
-import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from connectors.base import CommandSink
-from pipeline.app import Stage
+from pipeline.app import App, Stage, WindowSize
 from pipeline.settings import Settings
-from pipeline.stages.lanes import Held, Lanes, Progress, SendFailedError
+from pipeline.stages.lanes import Held, Lanes, Progress
 from pipeline.stages.publish import dlq_headers
 from pipeline.stages.retry import GaveUpError, WritePolicy, apply_batch
-from pipeline.stages.window import WindowSize, exit_process
 from pipeline.topics import COMMANDS_CRM, COMMANDS_OUTLOOK, DLQ, OUTCOMES, topic_name
 from schemas.codec import dumps, loads
 from schemas.models import WriteCommand
@@ -80,37 +79,15 @@ def writers_stage(
     retries = policy or WritePolicy()
     size = window or WindowSize(events=1_000)
 
-    def register(app: faust.App, settings: Settings) -> None:
-        for side in ("crm", "outlook"):
-            app.task(_runner(app, settings, side, sinks, retries, size.events))
+    def register(app: App, settings: Settings) -> None:
+        sides: tuple[Side, ...] = ("crm", "outlook")
+        for side in sides:
+            app.run(
+                f"writers-{side}",
+                partial(CommandWriter, settings, side, sinks, policy=retries, max_held=size.events),
+            )
 
     return register
-
-
-def _runner(
-    app: faust.App,
-    settings: Settings,
-    side: Side,
-    sinks: SinkFactory,
-    policy: WritePolicy,
-    max_held: int,
-) -> Callable[[], Awaitable[None]]:
-    async def run() -> None:
-        try:
-            async with CommandWriter(
-                settings, side, sinks, policy=policy, max_held=max_held
-            ) as writer:
-                await writer.wait()
-        except asyncio.CancelledError:
-            raise
-        except SendFailedError as exc:
-            await exit_process(exc)
-        except Exception as exc:
-            log.exception("the %s writer failed", side)
-            await app.crash(exc)
-
-    run.__name__ = f"writers_{side}"
-    return run
 
 
 class CommandWriter:
@@ -206,9 +183,9 @@ class CommandWriter:
 
     async def _run(self) -> None:
         while True:
+            generation = self._generation
             batch = await self._consumer.getmany(timeout_ms=100, max_records=self._max_held)
             self._lanes.check()
-            generation = self._generation
             for tp, records in batch.items():
                 for record in records:
                     if generation != self._generation:

@@ -212,7 +212,7 @@ async def test_a_crashed_stream_processor_is_reported(world: World) -> None:
     async with world.pipeline() as pipeline:
         assert pipeline.failure() is None
         assert pipeline.app is not None
-        await pipeline.app.crash(RuntimeError("boom"))
+        pipeline.app.crash(RuntimeError("boom"))
         failure = pipeline.failure()
         assert failure is not None and "boom" in failure
     assert pipeline.app is None and pipeline.failure() is None

@@ -29,12 +29,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.kafka_io import TimedTail, produce_all
 from bench.workload import ORG, USER, change, encoded, mailbox_ids
-from pipeline.app import build_app
+from pipeline.app import EXIT_SEND_FAILED, build_app
 from pipeline.cli.topics import ensure_topics
 from pipeline.plan import MailboxRules
 from pipeline.settings import KafkaSettings, Settings
 from pipeline.stages.engine import StaticRules, engine_stage
-from pipeline.stages.window import EXIT_SEND_FAILED
 from pipeline.topics import CHANGES_OUTLOOK, COMMANDS_CRM, topic_name
 from schemas.codec import dumps
 from tests.e2e.proc import RESTART_STALL
@@ -117,7 +116,7 @@ async def _committed(world: World, tp: TopicPartition) -> int:
     admin = AIOKafkaAdminClient(bootstrap_servers=world.bootstrap)
     await admin.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(world.app_id)
+        offsets = await admin.list_consumer_group_offsets(f"{world.app_id}-engine")
     finally:
         await admin.close()
     meta = offsets.get(tp)

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import pytest
 from aiokafka import TopicPartition
 
-from pipeline.stages.lanes import Lanes, Progress, SendFailedError
+from pipeline.app import SendFailedError
+from pipeline.stages.lanes import Lanes, Progress
 
 TP0 = TopicPartition("commands.outlook", 0)
 TP1 = TopicPartition("commands.outlook", 1)

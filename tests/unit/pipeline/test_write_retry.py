@@ -9,6 +9,7 @@ import pytest
 from connectors.base import outcome_for
 from connectors.errors import BadRequestError, ThrottledError, TransientError
 from connectors.memory import MemorySide, MemorySink
+from pipeline.app import WindowSize
 from pipeline.stages.retry import (
     GaveUpError,
     WritePolicy,
@@ -16,7 +17,6 @@ from pipeline.stages.retry import (
     apply_with_retries,
     transient,
 )
-from pipeline.stages.window import WindowSize
 from schemas.models import WriteCommand, WriteOutcome
 
 COMMAND = WriteCommand(

@@ -1,0 +1,403 @@
+"""A partitioned stream processor on plain aiokafka, with its state in changelog tables.
+
+:class:`StreamProcessor` reads its source topics in a consumer group, a batch at a time, and
+hands each record, in offset order per partition, to a handler. The handler reads and writes
+:class:`ChangelogTable` s (the state of the record's partition) and returns the send futures of
+what the record caused. The table writes go to compacted changelog topics, partitioned like the
+source, and a source offset is committed only once every record before it in its partition is
+handled and all it caused (outputs and table writes) is acknowledged by the broker. A kill -9
+anywhere therefore re-reads from the last commit; handlers drop what they have seen.
+
+A partition's state is restored from its changelog when the partition is assigned, unless this
+process wrote the changelog's last record itself (then its memory is current). When partitions
+are revoked, processing stops before the callback returns and what is done is committed, so a
+partition is never processed by two workers at once.
+
+Faust's agents did this before; their fetcher could leave a fetched record undelivered after a
+rebalance or recovery (the partition then stalled until the next restart, seen under load in
+``tests/chaos``). Owning the loop removes that path and lets records come in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any, Protocol, Self, TypeAlias
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+
+from pipeline.settings import Settings
+from pipeline.stages.lanes import Progress
+from pipeline.stages.publish import dlq_headers
+from pipeline.topics import DLQ, topic_name
+
+log = logging.getLogger(__name__)
+
+#: A record as the handler gets it.
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+
+#: Handles one record, adding the futures of the records it sends to the list it is handed
+#: (the processor adds the table writes).
+Handler = Callable[[Record, list[asyncio.Future[Any]]], Awaitable[None]]
+
+#: How long sends linger to share a produce request.
+LINGER_MS = 5
+
+
+class KeyValue(Protocol):
+    """What state a handler reads and writes: bytes keys and values (missing keys read None)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def __setitem__(self, key: bytes, value: bytes) -> None: ...
+
+
+def changelog_topic(settings: Settings, name: str) -> str:
+    """The changelog topic of table ``name`` (Faust's naming, so existing state carries on)."""
+    return f"{settings.app_id}-{name}-changelog"
+
+
+class ChangelogTable:
+    """Bytes keys and values of one table, per source partition, backed by a changelog topic.
+
+    Reads and writes act on the partition of the record being handled (:meth:`use`); writes are
+    kept until the processor sends them (:meth:`take_writes`).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.topic = ""
+        self._parts: dict[int, dict[bytes, bytes]] = {}
+        self._current: dict[bytes, bytes] | None = None
+        self._partition = -1
+        self._writes: list[tuple[bytes, bytes | None]] = []
+
+    def use(self, partition: int) -> None:
+        """Read and write partition ``partition``'s state from now on."""
+        self._partition = partition
+        self._current = self._parts.setdefault(partition, {})
+
+    def _state(self) -> dict[bytes, bytes]:
+        if self._current is None:
+            raise RuntimeError(f"table {self.name}: no partition in use")
+        return self._current
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value of ``key`` (None: missing)."""
+        return self._state().get(key)
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._state()[key] = value
+        self._writes.append((key, value))
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self._parts.values())
+
+    def take_writes(self) -> tuple[int, list[tuple[bytes, bytes | None]]]:
+        """The partition in use and the writes made since the last call."""
+        writes, self._writes = self._writes, []
+        return self._partition, writes
+
+    def load(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> int:
+        """Replace ``partition``'s state with the changelog ``records``; how many keys."""
+        state: dict[bytes, bytes] = {}
+        for key, value in records:
+            if value is None:
+                state.pop(key, None)
+            else:
+                state[key] = value
+        self._parts[partition] = state
+        if self._partition == partition:
+            self._current = state
+        return len(state)
+
+    def partitions(self) -> list[int]:
+        """The partitions whose state is held."""
+        return list(self._parts)
+
+    def drop(self, partition: int) -> None:
+        """Forget ``partition``'s state."""
+        self._parts.pop(partition, None)
+        if self._partition == partition:
+            self._current, self._partition = None, -1
+
+
+class StreamProcessor:
+    """Runs ``handler`` over ``sources`` with ``tables``; see the module docstring.
+
+    ``start()``/``stop()`` or ``async with``; :meth:`wait` returns only if processing fails
+    (it raises). A handler's exception parks the record in ``dlq`` and processing goes on.
+    The processor starts and stops ``producer``, which the handler sends through too.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        name: str,
+        sources: Sequence[str],
+        tables: Sequence[ChangelogTable],
+        handler: Handler,
+        producer: AIOKafkaProducer,
+        max_batch: int = 1_000,
+        commit_interval_s: float = 0.5,
+    ) -> None:
+        if not sources or max_batch < 1 or commit_interval_s <= 0:
+            raise ValueError("a processor needs sources, max_batch >= 1, commit_interval_s > 0")
+        kafka = settings.kafka
+        self.name = name
+        self._settings = settings
+        self._sources = list(sources)
+        self._tables = list(tables)
+        for table in self._tables:
+            table.topic = changelog_topic(settings, table.name)
+        self._handler = handler
+        self._max_batch = max_batch
+        self._commit_every = commit_interval_s
+        self._dlq = topic_name(DLQ, kafka)
+        session_ms = int(kafka.session_timeout_s * 1000)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap,
+            group_id=f"{settings.app_id}-{name}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=max(100, min(3000, session_ms // 3)),
+            max_poll_records=max_batch,
+        )
+        self.producer = producer
+        self._progress = Progress()
+        self._generation = 0
+        self._task: asyncio.Task[None] | None = None
+        self._last_commit = 0.0
+        self._ready = asyncio.Event()
+        #: per changelog partition, the offset after the last record this process wrote
+        self._written: dict[TopicPartition, int] = {}
+        self.restored_keys = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Create the changelog topics, connect, join the group and start processing."""
+        await self._ensure_changelogs()
+        await self.producer.start()
+        try:
+            self._consumer.subscribe(self._sources, listener=_Listener(self))
+            await self._consumer.start()
+        except BaseException:
+            await self.producer.stop()
+            raise
+        self._task = asyncio.create_task(self._run(), name=f"processor-{self.name}")
+
+    async def stop(self) -> None:
+        """Stop processing, commit what is done, disconnect."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        try:
+            await self.let_go()
+        finally:
+            await self._consumer.stop()
+            await self.producer.stop()
+
+    async def wait(self) -> None:
+        """Wait while processing runs; raises what stopped it."""
+        if self._task is None:
+            raise RuntimeError(f"processor {self.name} is not started")
+        await asyncio.shield(self._task)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _run(self) -> None:
+        while True:
+            await self._ready.wait()  # aiokafka fetches while the assignment callback restores
+            generation = self._generation
+            batch = await self._consumer.getmany(timeout_ms=100, max_records=self._max_batch)
+            if generation != self._generation or not self._ready.is_set():
+                continue  # fetched across a rebalance: read again from the committed offsets
+            for tp, records in batch.items():
+                for table in self._tables:
+                    table.use(tp.partition)
+                for record in records:
+                    if generation != self._generation:
+                        break  # revoked meanwhile: read again by the next owner
+                    await self._process(tp, record)
+            await self._commit(force=False)
+
+    async def _process(self, tp: TopicPartition, record: Record) -> None:
+        held = self._progress.hold(tp, record.offset)
+        sends: list[asyncio.Future[Any]] = []
+        try:
+            await self._handler(record, sends)
+        except Exception as exc:  # poison: park it, keep going
+            error = f"{type(exc).__name__}: {exc}"
+            where = f"{tp.topic}[{tp.partition}]@{record.offset}"
+            log.warning("poison record %s: %s", where, error)
+            headers = dlq_headers(tp.topic, tp.partition, record.offset, "poison", error)
+            raw = record.value if isinstance(record.value, bytes) else b""
+            rkey = record.key if isinstance(record.key, bytes) else None
+            sends.append(await self.producer.send(self._dlq, raw, key=rkey, headers=headers))
+        for table in self._tables:
+            partition, writes = table.take_writes()
+            changelog = TopicPartition(table.topic, partition)
+            for key, value in writes:
+                sent = await self.producer.send(table.topic, value, key=key, partition=partition)
+                sent.add_done_callback(lambda done, tp=changelog: self._landed(tp, done))
+                sends.append(sent)
+        Progress.complete(held, sends)
+
+    def _landed(self, tp: TopicPartition, sent: asyncio.Future[Any]) -> None:
+        """Remember where a changelog record of ours landed (restore skips what is current)."""
+        if sent.cancelled() or sent.exception() is not None:
+            return
+        offset = getattr(sent.result(), "offset", None)
+        if isinstance(offset, int) and offset + 1 > self._written.get(tp, -1):
+            self._written[tp] = offset + 1
+
+    async def _commit(self, *, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_commit < self._commit_every:
+            return
+        self._last_commit = now
+        offsets = self._progress.committable()
+        if offsets:
+            await self._consumer.commit(offsets)
+
+    # ------------------------------------------------------------------ rebalances
+
+    async def let_go(self) -> None:
+        """Before partitions go (all of them: rebalances are eager): stop processing, wait
+        briefly for what was sent, commit what is done, forget the rest."""
+        self._generation += 1
+        self._ready.clear()
+        with contextlib.suppress(KafkaError):
+            await asyncio.wait_for(self.producer.flush(), 5.0)
+        try:
+            await self._commit(force=True)
+        except (CommitFailedError, KafkaError) as exc:
+            log.warning("%s: commit failed (read again by the next owner): %s", self.name, exc)
+        self._progress.forget()
+
+    async def restore(self, assigned: set[TopicPartition]) -> None:
+        """Load the assigned partitions' state from the changelogs (unless current), then let
+        processing go on."""
+        self._generation += 1
+        await self._restore(assigned)
+        self._ready.set()
+
+    async def _restore(self, assigned: set[TopicPartition]) -> None:
+        partitions = sorted({tp.partition for tp in assigned})
+        for table in self._tables:
+            for partition in table.partitions():
+                if partition not in partitions:
+                    table.drop(partition)
+        if not self._tables or not partitions:
+            return
+        wanted = [TopicPartition(t.topic, p) for t in self._tables for p in partitions]
+        started = time.monotonic()
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka.bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await reader.start()
+        try:
+            ends = await reader.end_offsets(wanted)
+            stale = [tp for tp in wanted if ends[tp] != self._written.get(tp, -1)]
+            if not stale:
+                return
+            reader.assign(stale)
+            await reader.seek_to_beginning(*stale)
+            records: dict[TopicPartition, list[tuple[bytes, bytes | None]]] = {
+                tp: [] for tp in stale
+            }
+            todo = {tp for tp in stale if ends[tp] > 0}
+            while todo:
+                got = await reader.getmany(timeout_ms=500, max_records=10_000)
+                for tp, batch in got.items():
+                    records[tp].extend((r.key, r.value) for r in batch if r.key is not None)
+                for tp in list(todo):
+                    if await reader.position(tp) >= ends[tp]:
+                        todo.discard(tp)
+            by_topic = {t.topic: t for t in self._tables}
+            keys = sum(
+                by_topic[tp.topic].load(tp.partition, pairs) for tp, pairs in records.items()
+            )
+            for tp in stale:
+                self._written[tp] = ends[tp]
+            self.restored_keys = keys
+            log.info(
+                "%s: restored %d keys of %d changelog partition(s) in %.2fs",
+                self.name,
+                keys,
+                len(stale),
+                time.monotonic() - started,
+            )
+        finally:
+            await reader.stop()
+
+    async def _ensure_changelogs(self) -> None:
+        if not self._tables:
+            return
+        kafka = self._settings.kafka
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+        await admin.start()
+        try:
+            names = {t.topic for t in self._tables}
+            missing = names - set(await admin.list_topics())
+            if missing:
+                new = [
+                    NewTopic(
+                        name=name,
+                        num_partitions=kafka.partitions,
+                        replication_factor=kafka.replication_factor,
+                        topic_configs={"cleanup.policy": "compact"},
+                    )
+                    for name in sorted(missing)
+                ]
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics(new)
+            for _ in range(100):
+                if names <= set(await admin.list_topics()):
+                    return
+                await asyncio.sleep(0.1)
+            raise RuntimeError(f"changelog topics {sorted(names)} were not created")
+        finally:
+            await admin.close()
+
+
+class _Listener:
+    """Hands a rebalance to its processor (registered as aiokafka's listener ABC)."""
+
+    def __init__(self, processor: StreamProcessor) -> None:
+        self._processor = processor
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._processor.let_go()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._processor.restore(set(assigned))
+
+
+ConsumerRebalanceListener.register(_Listener)
