@@ -25,7 +25,7 @@ from pipeline.topics import CHANGES_OUTLOOK, topic_name
 NOTES = {
     "baseline": "aiokafka consumer group on changes.outlook -> produce each record (acks=all) "
     "to a bench topic, await acks, commit per fetched batch; first fetch to last commit",
-    "engine": "engine stage only (no writer stage), one Faust worker, in-process; the same "
+    "engine": "engine stage only (no writer stage), one worker app, in-process; the same "
     "records as the baseline; from the engine's first change to the last CRM create command "
     "arriving on commands.crm",
     "latency": "paced tracked Outlook contact creates on a warm engine; per change, from just "

@@ -38,7 +38,7 @@ def timed_rules(mailboxes: list[str]) -> TimedRules:
 
 @dataclass
 class EngineRun:
-    """One Faust app with the engine stage, and a tail of ``commands.crm``."""
+    """One worker app with the engine stage, and a tail of ``commands.crm``."""
 
     settings: Settings
     mailboxes: list[str]

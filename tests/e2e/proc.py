@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -131,26 +130,3 @@ class PipelineProcess:
             await self.stop()
         else:
             await self.kill()
-
-
-#: Why a test that waited in vain after a restart is marked xfail when one more restart
-#: delivers everything: the records were held up in that worker, not lost (see README).
-RESTART_STALL = (
-    "known issue: after a restart, Faust's fetch loop can leave a fetched record undelivered "
-    "until the next restart (nothing is lost: the record is not committed)"
-)
-
-
-async def stalled_not_lost(
-    proc: PipelineProcess, check: Callable[[], Awaitable[bool]], within: float = 60.0
-) -> bool:
-    """After a wait in vain: restart the worker once more; True if ``check`` then holds within
-    ``within`` seconds (the records were stalled, not lost)."""
-    await proc.kill()
-    await proc.start()
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return True
-        await asyncio.sleep(0.5)
-    return False

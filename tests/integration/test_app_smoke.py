@@ -1,4 +1,4 @@
-"""A Faust app from build_app runs a trivial agent through the real broker end to end."""
+"""A worker app from build_app runs a trivial echo stage through the real broker end to end."""
 
 from __future__ import annotations
 
