@@ -15,7 +15,7 @@ CLUSTER_BOOTSTRAP := 127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094
 PYTEST_ARGS ?=
 export KAFKA_PORT
 
-.PHONY: help venv lint fmt test test-unit kafka-up kafka-down kafka-cluster-up kafka-cluster-down \
+.PHONY: help venv lint fmt test test-unit chaos-busy kafka-up kafka-down kafka-cluster-up kafka-cluster-down \
         demo topics clean up down status bench
 
 help: ## list the targets
@@ -68,6 +68,21 @@ test: $(STAMP) ## set everything up, run the whole suite against a real broker, 
 	DYNASYNC_KAFKA_BOOTSTRAP=$(BOOTSTRAP) DYNASYNC_KAFKA_REQUIRED=1 \
 	DYNASYNC_KAFKA_CLUSTER_BOOTSTRAP=$(CLUSTER_BOOTSTRAP) \
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+CHAOS_RUNS ?= 1
+# The chaos tests while one core is kept busy by a spinning process (recovery must not depend on
+# an idle machine): CHAOS_RUNS times in a row, stopping at the first failure; the broker is
+# started as in `make test` and stopped if it was started here.
+chaos-busy: $(STAMP) ## tests/chaos with one core kept busy, CHAOS_RUNS times in a row
+	@started=""; \
+	trap 'kill $$burner 2>/dev/null || true; for s in $$started; do $(KAFKA) down; done' EXIT; \
+	if ! $(KAFKA) bootstrap single >/dev/null 2>&1; then started="single"; $(KAFKA) up; fi; \
+	$(PYTHON) -c 'while True: pass' & burner=$$!; \
+	for run in $$(seq 1 $(CHAOS_RUNS)); do \
+	  echo "chaos run $$run of $(CHAOS_RUNS), one core busy"; \
+	  DYNASYNC_KAFKA_BOOTSTRAP=$(BOOTSTRAP) DYNASYNC_KAFKA_REQUIRED=1 \
+	  $(VENV)/bin/pytest -q -p no:cacheprovider tests/chaos $(PYTEST_ARGS) || exit 1; \
+	done
 
 BENCH_ARGS ?=
 # Starts a broker unless one already runs on $(KAFKA_PORT), and stops only the one it started.
