@@ -129,75 +129,64 @@ class ChangelogTable:
             self._current, self._partition = None, -1
 
 
-class StreamProcessor:
-    """Runs ``handler`` over ``sources`` with ``tables``; see the module docstring.
-
-    ``start()``/``stop()`` or ``async with``; :meth:`wait` returns only if processing fails
-    (it raises). A handler's exception parks the record in ``dlq`` and processing goes on.
-    The processor starts and stops ``producer``, which the handler sends through too.
-    """
+class GroupConsumer:
+    """A plain aiokafka consumer in group ``group`` over ``topics``, committing by hand what its
+    :class:`Progress` allows, and a producer for what it causes. ``start()``/``stop()`` or
+    ``async with``; :meth:`wait` returns only if the loop fails (it raises). A subclass takes
+    the records (:meth:`_take`) and may hold partitions (:meth:`_release`,
+    :meth:`_assigned`)."""
 
     def __init__(
         self,
         settings: Settings,
         *,
         name: str,
-        sources: Sequence[str],
-        tables: Sequence[ChangelogTable],
-        handler: Handler,
+        group: str,
+        topics: Sequence[str],
         producer: AIOKafkaProducer,
-        max_batch: int = 1_000,
+        max_records: int = 1_000,
         commit_interval_s: float = 0.5,
     ) -> None:
-        if not sources or max_batch < 1 or commit_interval_s <= 0:
-            raise ValueError("a processor needs sources, max_batch >= 1, commit_interval_s > 0")
+        if not topics or max_records < 1 or commit_interval_s <= 0:
+            raise ValueError("a consumer needs topics, max_records >= 1, commit_interval_s > 0")
         kafka = settings.kafka
         self.name = name
         self._settings = settings
-        self._sources = list(sources)
-        self._tables = list(tables)
-        for table in self._tables:
-            table.topic = changelog_topic(settings, table.name)
-        self._handler = handler
-        self._max_batch = max_batch
+        self._topics = list(topics)
+        self._max_records = max_records
         self._commit_every = commit_interval_s
         self._dlq = topic_name(DLQ, kafka)
         session_ms = int(kafka.session_timeout_s * 1000)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=kafka.bootstrap,
-            group_id=f"{settings.app_id}-{name}",
+            group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=max(100, min(3000, session_ms // 3)),
-            max_poll_records=max_batch,
+            max_poll_records=max_records,
         )
         self.producer = producer
         self._progress = Progress()
         self._generation = 0
+        self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_commit = 0.0
-        self._ready = asyncio.Event()
-        #: per changelog partition, the offset after the last record this process wrote
-        self._written: dict[TopicPartition, int] = {}
-        self.restored_keys = 0
-
-    # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Create the changelog topics, connect, join the group and start processing."""
-        await self._ensure_changelogs()
+        """Connect, join the group and start taking records."""
+        await self._prepare()
         await self.producer.start()
         try:
-            self._consumer.subscribe(self._sources, listener=_Listener(self))
+            self._consumer.subscribe(self._topics, listener=_Listener(self))
             await self._consumer.start()
         except BaseException:
             await self.producer.stop()
             raise
-        self._task = asyncio.create_task(self._run(), name=f"processor-{self.name}")
+        self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
-        """Stop processing, commit what is done, disconnect."""
+        """Stop taking records, commit what is done, disconnect."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -210,9 +199,9 @@ class StreamProcessor:
             await self.producer.stop()
 
     async def wait(self) -> None:
-        """Wait while processing runs; raises what stopped it."""
+        """Wait while the loop runs; raises what stopped it."""
         if self._task is None:
-            raise RuntimeError(f"processor {self.name} is not started")
+            raise RuntimeError(f"{self.name} is not started")
         await asyncio.shield(self._task)
 
     async def __aenter__(self) -> Self:
@@ -227,37 +216,125 @@ class StreamProcessor:
     ) -> None:
         await self.stop()
 
-    # ------------------------------------------------------------------ the loop
-
     async def _run(self) -> None:
         while True:
-            await self._ready.wait()  # aiokafka fetches while the assignment callback restores
+            await self._ready.wait()  # aiokafka fetches while the assignment callback runs
             generation = self._generation
-            batch = await self._consumer.getmany(timeout_ms=100, max_records=self._max_batch)
+            batch = await self._consumer.getmany(timeout_ms=100, max_records=self._max_records)
             if generation != self._generation or not self._ready.is_set():
                 continue  # fetched across a rebalance: read again from the committed offsets
             for tp, records in batch.items():
-                for table in self._tables:
-                    table.use(tp.partition)
                 for record in records:
                     if generation != self._generation:
                         break  # revoked meanwhile: read again by the next owner
-                    await self._process(tp, record)
+                    await self._take(tp, record)
+            await self._after_batch()
             await self._commit(force=False)
 
-    async def _process(self, tp: TopicPartition, record: Record) -> None:
+    async def _take(self, tp: TopicPartition, record: Record) -> None:
+        raise NotImplementedError
+
+    async def _after_batch(self) -> None:
+        """Called after each batch (a subclass may pause or resume partitions)."""
+
+    async def _prepare(self) -> None:
+        """Called before connecting (a subclass may create topics)."""
+
+    async def _release(self) -> None:
+        """Stop all work on the partitions being revoked (called first in :meth:`let_go`)."""
+
+    async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        """Get ready for newly assigned partitions (before any of their records is taken)."""
+
+    async def _park(self, tp: TopicPartition, record: Record, error: str) -> asyncio.Future[Any]:
+        """Send ``record`` to ``dlq`` with ``error`` and where it came from."""
+        where = f"{tp.topic}[{tp.partition}]@{record.offset}"
+        log.warning("%s: %s parked on dlq: %s", self.name, where, error)
+        headers = dlq_headers(tp.topic, tp.partition, record.offset, "poison", error)
+        raw = record.value if isinstance(record.value, bytes) else b""
+        key = record.key if isinstance(record.key, bytes) else None
+        sent: asyncio.Future[Any] = await self.producer.send(
+            self._dlq, raw, key=key, headers=headers
+        )
+        return sent
+
+    async def _commit(self, *, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_commit < self._commit_every:
+            return
+        self._last_commit = now
+        offsets = self._progress.committable()
+        if offsets:
+            await self._consumer.commit(offsets)
+
+    async def let_go(self) -> None:
+        """Before partitions go (all of them: rebalances are eager): stop the work on them, wait
+        briefly for what was sent, commit what is done and forget the rest (the next owner
+        reads it again), so no partition is worked on by two workers at once."""
+        self._generation += 1
+        self._ready.clear()
+        await self._release()
+        with contextlib.suppress(KafkaError):
+            await asyncio.wait_for(self.producer.flush(), 5.0)
+        try:
+            await self._commit(force=True)
+        except (CommitFailedError, KafkaError) as exc:
+            log.warning("%s: commit failed (read again by the next owner): %s", self.name, exc)
+        dropped = self._progress.forget()
+        if dropped:
+            log.info("%s: %d record(s) left for the next owner", self.name, dropped)
+
+    async def assigned(self, assigned: set[TopicPartition]) -> None:
+        """Partitions were assigned: get ready, then let the loop take records."""
+        self._generation += 1
+        await self._assigned(assigned)
+        self._ready.set()
+
+
+class StreamProcessor(GroupConsumer):
+    """Runs ``handler`` over ``sources`` with ``tables`` in group ``<app id>-<name>``; see the
+    module docstring. A handler's exception parks the record in ``dlq`` and processing goes
+    on. The processor starts and stops ``producer``, which the handler sends through too.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        name: str,
+        sources: Sequence[str],
+        tables: Sequence[ChangelogTable],
+        handler: Handler,
+        producer: AIOKafkaProducer,
+        max_batch: int = 1_000,
+        commit_interval_s: float = 0.5,
+    ) -> None:
+        super().__init__(
+            settings,
+            name=name,
+            group=f"{settings.app_id}-{name}",
+            topics=sources,
+            producer=producer,
+            max_records=max_batch,
+            commit_interval_s=commit_interval_s,
+        )
+        self._tables = list(tables)
+        for table in self._tables:
+            table.topic = changelog_topic(settings, table.name)
+        self._handler = handler
+        #: per changelog partition, the offset after the last record this process wrote
+        self._written: dict[TopicPartition, int] = {}
+        self.restored_keys = 0
+
+    async def _take(self, tp: TopicPartition, record: Record) -> None:
         held = self._progress.hold(tp, record.offset)
         sends: list[asyncio.Future[Any]] = []
+        for table in self._tables:
+            table.use(tp.partition)
         try:
             await self._handler(record, sends)
         except Exception as exc:  # poison: park it, keep going
-            error = f"{type(exc).__name__}: {exc}"
-            where = f"{tp.topic}[{tp.partition}]@{record.offset}"
-            log.warning("poison record %s: %s", where, error)
-            headers = dlq_headers(tp.topic, tp.partition, record.offset, "poison", error)
-            raw = record.value if isinstance(record.value, bytes) else b""
-            rkey = record.key if isinstance(record.key, bytes) else None
-            sends.append(await self.producer.send(self._dlq, raw, key=rkey, headers=headers))
+            sends.append(await self._park(tp, record, f"{type(exc).__name__}: {exc}"))
         for table in self._tables:
             partition, writes = table.take_writes()
             changelog = TopicPartition(table.topic, partition)
@@ -275,38 +352,8 @@ class StreamProcessor:
         if isinstance(offset, int) and offset + 1 > self._written.get(tp, -1):
             self._written[tp] = offset + 1
 
-    async def _commit(self, *, force: bool) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_commit < self._commit_every:
-            return
-        self._last_commit = now
-        offsets = self._progress.committable()
-        if offsets:
-            await self._consumer.commit(offsets)
-
-    # ------------------------------------------------------------------ rebalances
-
-    async def let_go(self) -> None:
-        """Before partitions go (all of them: rebalances are eager): stop processing, wait
-        briefly for what was sent, commit what is done, forget the rest."""
-        self._generation += 1
-        self._ready.clear()
-        with contextlib.suppress(KafkaError):
-            await asyncio.wait_for(self.producer.flush(), 5.0)
-        try:
-            await self._commit(force=True)
-        except (CommitFailedError, KafkaError) as exc:
-            log.warning("%s: commit failed (read again by the next owner): %s", self.name, exc)
-        self._progress.forget()
-
-    async def restore(self, assigned: set[TopicPartition]) -> None:
-        """Load the assigned partitions' state from the changelogs (unless current), then let
-        processing go on."""
-        self._generation += 1
-        await self._restore(assigned)
-        self._ready.set()
-
-    async def _restore(self, assigned: set[TopicPartition]) -> None:
+    async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        """Load the assigned partitions' state from the changelogs (unless current)."""
         partitions = sorted({tp.partition for tp in assigned})
         for table in self._tables:
             for partition in table.partitions():
@@ -321,8 +368,8 @@ class StreamProcessor:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
-        await reader.start()
         try:
+            await reader.start()
             ends = await reader.end_offsets(wanted)
             stale = [tp for tp in wanted if ends[tp] != self._written.get(tp, -1)]
             if not stale:
@@ -357,13 +404,14 @@ class StreamProcessor:
         finally:
             await reader.stop()
 
-    async def _ensure_changelogs(self) -> None:
+    async def _prepare(self) -> None:
+        """Create the changelog topics that are missing."""
         if not self._tables:
             return
         kafka = self._settings.kafka
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
-        await admin.start()
         try:
+            await admin.start()
             names = {t.topic for t in self._tables}
             missing = names - set(await admin.list_topics())
             if missing:
@@ -388,16 +436,16 @@ class StreamProcessor:
 
 
 class _Listener:
-    """Hands a rebalance to its processor (registered as aiokafka's listener ABC)."""
+    """Hands a rebalance to its consumer (registered as aiokafka's listener ABC)."""
 
-    def __init__(self, processor: StreamProcessor) -> None:
-        self._processor = processor
+    def __init__(self, member: GroupConsumer) -> None:
+        self._member = member
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._processor.let_go()
+        await self._member.let_go()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._processor.restore(set(assigned))
+        await self._member.assigned(set(assigned))
 
 
 ConsumerRebalanceListener.register(_Listener)
