@@ -44,11 +44,10 @@ class WindowSize:
     """How many records a stage takes in one batch (and holds open per partition)."""
 
     events: int = 1000
-    delay_s: float = 0.005
 
     def __post_init__(self) -> None:
-        if self.events < 1 or not 0 < self.delay_s <= 1:
-            raise ValueError(f"a window needs events >= 1 and delay_s within (0, 1], got {self}")
+        if self.events < 1:
+            raise ValueError(f"a window needs events >= 1, got {self}")
 
 
 class Runnable(Protocol):

@@ -114,10 +114,10 @@ def test_garbage_policy_is_refused(first_s: float, cap_s: float, max_attempts: i
         WritePolicy(first_s=first_s, cap_s=cap_s, max_attempts=max_attempts)
 
 
-@pytest.mark.parametrize(("events", "delay_s"), [(0, 0.005), (10, 0.0), (10, 2.0)])
-def test_garbage_window_sizes_are_refused(events: int, delay_s: float) -> None:
+@pytest.mark.parametrize("events", [0, -1])
+def test_garbage_window_sizes_are_refused(events: int) -> None:
     with pytest.raises(ValueError, match="a window needs"):
-        WindowSize(events=events, delay_s=delay_s)
+        WindowSize(events=events)
 
 
 def _command(n: int) -> WriteCommand:
