@@ -8,6 +8,7 @@ answers, the tests skip, unless ``DYNASYNC_KAFKA_REQUIRED=1`` makes that a failu
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import uuid
@@ -186,7 +187,13 @@ async def test_cluster_rf3_acks_all() -> None:
     try:
         topic = await create_topic(admin, partitions=3, replicas=3)
         try:
-            [described] = await admin.describe_topics([topic])
+            # a fresh cluster may answer before every broker has the new topic's metadata
+            for _ in range(100):
+                [described] = await admin.describe_topics([topic])
+                partitions = described["partitions"]
+                if len(partitions) == 3 and all(len(p["isr"]) == 3 for p in partitions):
+                    break
+                await asyncio.sleep(0.1)
             assert len(described["partitions"]) == 3
             for partition in described["partitions"]:
                 assert sorted(partition["replicas"]) == [1, 2, 3]
