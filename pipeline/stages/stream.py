@@ -246,17 +246,27 @@ class GroupConsumer:
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
         """Get ready for newly assigned partitions (before any of their records is taken)."""
 
-    async def _park(self, tp: TopicPartition, record: Record, error: str) -> asyncio.Future[Any]:
-        """Send ``record`` to ``dlq`` with ``error`` and where it came from."""
-        where = f"{tp.topic}[{tp.partition}]@{record.offset}"
-        log.warning("%s: %s parked on dlq: %s", self.name, where, error)
-        headers = dlq_headers(tp.topic, tp.partition, record.offset, "poison", error)
-        raw = record.value if isinstance(record.value, bytes) else b""
-        key = record.key if isinstance(record.key, bytes) else None
+    async def _park(
+        self, tp: TopicPartition, offset: int, key: bytes | None, value: bytes, error: str
+    ) -> asyncio.Future[Any]:
+        """Send ``value`` (taken from ``tp`` at ``offset``) to ``dlq`` with ``error`` and where
+        it came from."""
+        log.warning(
+            "%s: %s[%s]@%s parked on dlq: %s", self.name, tp.topic, tp.partition, offset, error
+        )
+        headers = dlq_headers(tp.topic, tp.partition, offset, "poison", error)
         sent: asyncio.Future[Any] = await self.producer.send(
-            self._dlq, raw, key=key, headers=headers
+            self._dlq, value, key=key, headers=headers
         )
         return sent
+
+    async def _park_record(
+        self, tp: TopicPartition, record: Record, error: str
+    ) -> asyncio.Future[Any]:
+        """Send ``record`` to ``dlq`` as it came, with ``error``."""
+        value = record.value if isinstance(record.value, bytes) else b""
+        key = record.key if isinstance(record.key, bytes) else None
+        return await self._park(tp, record.offset, key, value, error)
 
     async def _commit(self, *, force: bool) -> None:
         now = time.monotonic()
@@ -334,7 +344,7 @@ class StreamProcessor(GroupConsumer):
         try:
             await self._handler(record, sends)
         except Exception as exc:  # poison: park it, keep going
-            sends.append(await self._park(tp, record, f"{type(exc).__name__}: {exc}"))
+            sends.append(await self._park_record(tp, record, f"{type(exc).__name__}: {exc}"))
         for table in self._tables:
             partition, writes = table.take_writes()
             changelog = TopicPartition(table.topic, partition)

@@ -32,7 +32,6 @@ from connectors.base import CommandSink
 from pipeline.app import App, Stage, WindowSize
 from pipeline.settings import Settings
 from pipeline.stages.lanes import Held, Lanes, Progress
-from pipeline.stages.publish import dlq_headers
 from pipeline.stages.retry import GaveUpError, WritePolicy, apply_batch
 from pipeline.stages.stream import LINGER_MS, GroupConsumer, Record
 from pipeline.topics import COMMANDS_CRM, COMMANDS_OUTLOOK, OUTCOMES, topic_name
@@ -123,7 +122,9 @@ class CommandWriter(GroupConsumer):
         try:
             command = loads(WriteCommand, record.value or b"", check=False)
         except Exception as exc:
-            Progress.complete(held, [await self._park(tp, record, f"{type(exc).__name__}: {exc}")])
+            Progress.complete(
+                held, [await self._park_record(tp, record, f"{type(exc).__name__}: {exc}")]
+            )
             return
         self._lanes.put(command.mailbox_id, _Job(held, command))
 
@@ -158,11 +159,7 @@ class CommandWriter(GroupConsumer):
             cmd, held = job.command, job.held
             key = cmd.mailbox_id.encode()
             if isinstance(result, BaseException):
-                log.warning("command %s parked on dlq: %s", cmd.command_id, _error(result))
-                headers = dlq_headers(
-                    held.tp.topic, held.tp.partition, held.offset, "poison", _error(result)
-                )
-                sent = await self.producer.send(self._dlq, dumps(cmd), key=key, headers=headers)
+                sent = await self._park(held.tp, held.offset, key, dumps(cmd), _error(result))
             else:
                 sent = await self.producer.send(self._outcomes, dumps(result), key=key)
             Progress.complete(held, [sent])
