@@ -245,16 +245,13 @@ async def calendar_view(ctx: Context, req: Request, p: dict[str, str]) -> Respon
         condition = query.filter
         items = [i for i in items if condition(i, {})]
     items.sort(key=lambda i: to_utc(i["start"]))
-    size = query.top or crud.page_size(ctx, req) or ctx.config.default_page_size
-    page = items[query.skip : query.skip + size]
+    page, next_link = crud.paginate(ctx, req, items, query)
     body: dict[str, Any] = {
         "@odata.context": f"{req.base}/$metadata#users('{mailbox.id}')/calendarView",
         "value": page,
     }
-    if query.top is None and query.skip + size < len(items):
-        params = {k: v for k, v in req.query.items() if k != "$skip"}
-        params["$skip"] = str(query.skip + size)
-        body["@odata.nextLink"] = req.link(req.path, params)
+    if next_link is not None:
+        body["@odata.nextLink"] = next_link
     return Response(200, body)
 
 

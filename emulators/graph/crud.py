@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import GraphError
 from .ext_body import KIND as EXTENSION_KIND
@@ -17,6 +17,8 @@ from .schema import validate_body
 from .store import Entity, Mailbox
 
 Renderer = Callable[[Mailbox, Entity], dict[str, Any]]
+
+T = TypeVar("T")
 
 _MAXPAGE = re.compile(r"odata\.maxpagesize\s*=\s*(\d+)", re.IGNORECASE)
 
@@ -118,18 +120,32 @@ def list_response(
             ),
             reverse=desc,
         )
-    total = len(selected)
-    size = query.top or page_size(ctx, req) or ctx.config.default_page_size
-    window = selected[query.skip : query.skip + size]
+    window, next_link = paginate(ctx, req, selected, query)
     body: dict[str, Any] = {"@odata.context": f"{req.base}/$metadata#{context}"}
     if query.count:
-        body["@odata.count"] = total
+        body["@odata.count"] = len(selected)
     body["value"] = [shape(mailbox, e, query, renderer) for e in window]
-    if query.top is None and query.skip + size < total:
-        params = {k: v for k, v in req.query.items() if k != "$skip"}
-        params["$skip"] = str(query.skip + size)
-        body["@odata.nextLink"] = req.link(req.path, params)
+    if next_link is not None:
+        body["@odata.nextLink"] = next_link
     return Response(200, body)
+
+
+def paginate(
+    ctx: Context, req: Request, items: list[T], query: Query
+) -> tuple[list[T], str | None]:
+    """One page of ``items`` and the ``@odata.nextLink`` to the next one, if any.
+
+    Like Outlook's collections in Graph: ``$top`` is the page size (else
+    ``Prefer: odata.maxpagesize``, else the default); the next link repeats the request's
+    options (``$top`` included) with ``$skip`` moved past this page.
+    """
+    size = query.top or page_size(ctx, req) or ctx.config.default_page_size
+    window = items[query.skip : query.skip + size]
+    if query.skip + size >= len(items):
+        return window, None
+    params = {k: v for k, v in req.query.items() if k != "$skip"}
+    params["$skip"] = str(query.skip + size)
+    return window, req.link(req.path, params)
 
 
 def item_response(

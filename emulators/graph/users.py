@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
@@ -12,6 +13,8 @@ from .routing import Context, Request, Response, Router
 _USER_FIELDS = frozenset(
     {"id", "userPrincipalName", "mail", "displayName", "accountEnabled", "createdDateTime"}
 )
+_USERS_PAGE = 100
+_MAX_USERS_PAGE = 999
 _UPN = re.compile(r"^[^@\s/]+@[^@\s/]+\.[^@\s/]+$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -60,20 +63,37 @@ async def get_user(ctx: Context, req: Request, params: dict[str, str]) -> Respon
     return Response(200, out)
 
 
+def _skiptoken(text: str) -> int:
+    """The offset an opaque ``$skiptoken`` of this emulator stands for."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raw = ""
+    if not raw.startswith("users:") or not raw[6:].isdigit():
+        raise GraphError(400, "Request_BadRequest", "The specified page token value is invalid.")
+    return int(raw[6:])
+
+
 async def list_users(ctx: Context, req: Request, params: dict[str, str]) -> Response:
-    query = parse_query(req.query, _USER_FIELDS, max_top=ctx.config.max_top)
+    """Directory paging: ``$top`` (1-999, default 100) and ``$skiptoken``; no ``$skip``."""
+    if "$skip" in req.query:
+        raise GraphError(400, "Request_BadRequest", "'$skip' is not supported by the service.")
+    query = parse_query(req.query, _USER_FIELDS, max_top=_MAX_USERS_PAGE)
     users = [m.user_json() for m in ctx.store.mailboxes.values()]
     if query.filter is not None:
         condition = query.filter
         users = [u for u in users if condition(u, {})]
-    users = users[query.skip :][: query.top or 999]
-    return Response(
-        200,
-        {
-            "@odata.context": f"{req.base}/$metadata#users",
-            "value": [project(u, query.select) for u in users],
-        },
-    )
+    offset = _skiptoken(req.query["$skiptoken"]) if "$skiptoken" in req.query else 0
+    size = query.top or _USERS_PAGE
+    body: dict[str, Any] = {
+        "@odata.context": f"{req.base}/$metadata#users",
+        "value": [project(u, query.select) for u in users[offset : offset + size]],
+    }
+    if offset + size < len(users):
+        token = base64.urlsafe_b64encode(f"users:{offset + size}".encode()).decode().rstrip("=")
+        link = {k: v for k, v in req.query.items() if k != "$skiptoken"}
+        body["@odata.nextLink"] = req.link(req.path, {**link, "$skiptoken": token})
+    return Response(200, body)
 
 
 async def delete_user(ctx: Context, req: Request, params: dict[str, str]) -> Response:
