@@ -10,7 +10,7 @@ from .delta import delta_response, entity_collector
 from .errors import GraphError
 from .ids import iso_z, new_item_id, utc_now
 from .routing import Context, Request, Response, Router
-from .schema import validate_body
+from .schema import Invalid, boolean, validate_body
 from .store import Entity, Mailbox
 
 
@@ -247,11 +247,10 @@ async def send_mail(ctx: Context, req: Request, p: dict[str, str]) -> Response:
     body = _action_body(req.json())
     if not isinstance(body.get("message"), dict):
         raise GraphError(400, "ErrorInvalidRequest", "The 'message' property is required.")
-    save = body.get("savetosentitems", True)
-    if not isinstance(save, bool):
-        raise GraphError(
-            400, "RequestBodyRead", f"Cannot convert the literal '{save}' to 'Edm.Boolean'."
-        )
+    try:
+        save = boolean(body.get("savetosentitems", True))
+    except Invalid as exc:
+        raise GraphError(400, "RequestBodyRead", str(exc)) from None
     extra = set(body) - {"message", "savetosentitems"}
     if extra:
         raise GraphError(

@@ -23,6 +23,7 @@ _EXTRA = {
         "originalStartTimeZone",
         "originalEndTimeZone",
         "onlineMeetingUrl",
+        "onlineMeeting",
         "webLink",
         "hasAttachments",
         "bodyPreview",
@@ -30,6 +31,20 @@ _EXTRA = {
     "todoTask": {"hasAttachments", "bodyLastModifiedDateTime"},
     "todoTaskList": {"isOwner", "isShared", "wellknownListName"},
 }
+
+
+DEFAULT_MEETING_PROVIDER = "teamsForBusiness"
+_JOIN_BASE = {
+    "teamsForBusiness": "https://teams.microsoft.com/l/meetup-join/",
+    "skypeForBusiness": "https://meet.lync.com/",
+    "skypeForConsumer": "https://join.skype.com/",
+}
+
+
+def join_url(provider: str, entity: Entity) -> str:
+    """A stable join URL for an online meeting (Graph makes one when the event goes online)."""
+    base = _JOIN_BASE.get(provider, _JOIN_BASE[DEFAULT_MEETING_PROVIDER])
+    return base + str(entity.internal.get("iCalUId", entity.id))
 
 
 def known_properties(kind: str) -> frozenset[str]:
@@ -147,6 +162,8 @@ def render(mailbox: Mailbox, entity: Entity) -> dict[str, Any]:
             "webLink": f"https://outlook.office365.com/owa/?itemid={entity.id}",
             "onlineMeetingUrl": None,
             "isOnlineMeeting": False,
+            "onlineMeetingProvider": "unknown",
+            "onlineMeeting": None,
             "allowNewTimeProposals": True,
             "hideAttendees": False,
             "responseStatus": {"response": "organizer", "time": "0001-01-01T00:00:00Z"},
@@ -161,6 +178,12 @@ def render(mailbox: Mailbox, entity: Entity) -> dict[str, Any]:
         }
         if "originalStart" in entity.internal:
             out["originalStart"] = entity.internal["originalStart"]
+        if props.get("isOnlineMeeting"):
+            provider = props.get("onlineMeetingProvider") or "unknown"
+            if provider == "unknown":
+                provider = DEFAULT_MEETING_PROVIDER
+            props["onlineMeetingProvider"] = provider
+            out["onlineMeeting"] = {"joinUrl": join_url(provider, entity)}
     elif kind == "todoTask":
         out = {
             **base,

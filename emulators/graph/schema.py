@@ -9,79 +9,99 @@ from .errors import GraphError
 from .ext_body import validate_list
 from .ids import parse_iso
 
-Check = Callable[[Any], str | None]
+Check = Callable[[Any], Any]
+"""Takes a JSON value, returns it as stored (enum members in Graph's casing, booleans sent as
+strings as booleans), or raises ``Invalid`` with Graph's message."""
 
 
-def _fail(expected: str) -> Callable[[Any], str]:
-    return lambda value: f"Cannot convert the literal '{value}' to the expected type '{expected}'."
+class Invalid(Exception):
+    """A value a check refuses; ``validate_body`` answers it with Graph's 400."""
 
 
-def string(value: Any) -> str | None:
-    return None if value is None or isinstance(value, str) else _fail("Edm.String")(value)
+def _fail(expected: str, value: Any) -> Invalid:
+    return Invalid(f"Cannot convert the literal '{value}' to the expected type '{expected}'.")
 
 
-def boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else _fail("Edm.Boolean")(value)
+def string(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    raise _fail("Edm.String", value)
 
 
-def integer(value: Any) -> str | None:
-    ok = isinstance(value, int) and not isinstance(value, bool)
-    return None if ok else _fail("Edm.Int32")(value)
+def boolean(value: Any) -> bool:
+    """``true``/``false``; Graph also reads them from a JSON string, in any case."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise _fail("Edm.Boolean", value)
 
 
-def datetime_str(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str) and parse_iso(value) is not None:
-        return None
-    return _fail("Edm.DateTimeOffset")(value)
+def integer(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise _fail("Edm.Int32", value)
+
+
+def datetime_str(value: Any) -> Any:
+    if value is None or (isinstance(value, str) and parse_iso(value) is not None):
+        return value
+    raise _fail("Edm.DateTimeOffset", value)
 
 
 def enum(*allowed: str) -> Check:
-    def check(value: Any) -> str | None:
-        if isinstance(value, str) and value in allowed:
-            return None
-        return f"Requested value '{value}' was not found; expected one of {', '.join(allowed)}."
+    """A member of ``allowed``, matched case-insensitively and stored in Graph's casing."""
+    members = {name.lower(): name for name in allowed}
+
+    def check(value: Any) -> str:
+        if isinstance(value, str) and value.strip().lower() in members:
+            return members[value.strip().lower()]
+        raise Invalid(
+            f"Requested value '{value}' was not found; expected one of {', '.join(allowed)}."
+        )
 
     return check
 
 
-def strings(value: Any) -> str | None:
+def strings(value: Any) -> list[str]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return None
-    return _fail("Collection(Edm.String)")(value)
+        return value
+    raise _fail("Collection(Edm.String)", value)
 
 
 def obj(fields: Mapping[str, Check], type_name: str) -> Check:
-    def check(value: Any) -> str | None:
+    def check(value: Any) -> Any:
         if value is None:
             return None
         if not isinstance(value, dict):
-            return _fail(type_name)(value)
+            raise _fail(type_name, value)
+        out: dict[str, Any] = {}
         for key, item in value.items():
             if key.startswith("@odata."):
+                out[key] = item
                 continue
             if key not in fields:
-                return f"The property '{key}' does not exist on type '{type_name}'."
-            problem = fields[key](item)
-            if problem:
-                return problem
-        return None
+                raise Invalid(f"The property '{key}' does not exist on type '{type_name}'.")
+            out[key] = fields[key](item)
+        return out
 
     return check
 
 
 def list_of(inner: Check, type_name: str) -> Check:
-    def check(value: Any) -> str | None:
+    def check(value: Any) -> list[Any]:
         if not isinstance(value, list):
-            return _fail(f"Collection({type_name})")(value)
-        for item in value:
-            problem = inner(item)
-            if problem:
-                return problem
-        return None
+            raise _fail(f"Collection({type_name})", value)
+        return [inner(item) for item in value]
 
     return check
+
+
+def _extensions(value: Any) -> Any:
+    problem = validate_list(value)
+    if problem:
+        raise Invalid(problem)
+    return value
 
 
 EMAIL_ADDRESS = obj({"name": string, "address": string}, "microsoft.graph.emailAddress")
@@ -110,19 +130,41 @@ FLAG = obj(
     "microsoft.graph.followupFlag",
 )
 IMPORTANCE = enum("low", "normal", "high")
+ONLINE_MEETING_PROVIDER = enum(
+    "unknown", "skypeForBusiness", "skypeForConsumer", "teamsForBusiness"
+)
 LOCATION = obj(
     {
         "displayName": string,
-        "locationType": string,
+        "locationType": enum(
+            "default",
+            "conferenceRoom",
+            "homeAddress",
+            "businessAddress",
+            "geoCoordinates",
+            "streetAddress",
+            "hotel",
+            "restaurant",
+            "localBusiness",
+            "postalAddress",
+        ),
         "uniqueId": string,
-        "uniqueIdType": string,
+        "uniqueIdType": enum("unknown", "locationStore", "directory", "private", "bing"),
         "address": ADDRESS,
         "locationEmailAddress": string,
         "locationUri": string,
     },
     "microsoft.graph.location",
 )
-STATUS = obj({"response": string, "time": datetime_str}, "microsoft.graph.responseStatus")
+STATUS = obj(
+    {
+        "response": enum(
+            "none", "organizer", "tentativelyAccepted", "accepted", "declined", "notResponded"
+        ),
+        "time": datetime_str,
+    },
+    "microsoft.graph.responseStatus",
+)
 ATTENDEE = obj(
     {
         "emailAddress": EMAIL_ADDRESS,
@@ -260,6 +302,7 @@ EVENT: dict[str, Check] = {
     "categories": strings,
     "recurrence": RECURRENCE,
     "isOnlineMeeting": boolean,
+    "onlineMeetingProvider": ONLINE_MEETING_PROVIDER,
     "allowNewTimeProposals": boolean,
     "hideAttendees": boolean,
     "transactionId": string,
@@ -278,7 +321,7 @@ TASK: dict[str, Check] = {
     "categories": strings,
     "recurrence": RECURRENCE,
     "linkedResources": list_of(LINKED, "microsoft.graph.linkedResource"),
-    "extensions": validate_list,
+    "extensions": _extensions,
 }
 MAIL_FOLDER: dict[str, Check] = {"displayName": string, "isHidden": boolean}
 CONTACT_FOLDER: dict[str, Check] = {"displayName": string}
@@ -345,8 +388,8 @@ def validate_body(kind: str, body: Any) -> dict[str, Any]:
                 "Make sure to only use property names that are defined by the type or mark "
                 "the type as open type.",
             )
-        problem = check(value) if value is not None else None
-        if problem:
-            raise GraphError(400, "RequestBodyRead", problem)
-        clean[key] = value
+        try:
+            clean[key] = check(value) if value is not None else None
+        except Invalid as exc:
+            raise GraphError(400, "RequestBodyRead", str(exc)) from None
     return clean
