@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from schemas.models import ItemChange, OutcomeStatus, WriteCommand, WriteOutcome
 from schemas.types import Projection
@@ -53,6 +53,17 @@ class CommandSink(Protocol):
         Per-item failures are outcomes (status conflict/forbidden/failed...), not exceptions;
         an exception means nothing can be said about the batch and it must be retried.
         """
+        ...
+
+
+@runtime_checkable
+class MailboxMemory(Protocol):
+    """A sink that caches what it learnt of a mailbox (what exists there, list ids). Such
+    knowledge holds only while this process alone writes the mailbox: the writer stage calls
+    ``forget`` when the mailbox's partition goes to another worker."""
+
+    def forget(self, mailbox_id: str) -> None:
+        """Drop everything cached of ``mailbox_id``."""
         ...
 
 

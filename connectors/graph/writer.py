@@ -2,12 +2,16 @@
 mail through Graph ``$batch`` (≤ 20 requests per call, per mailbox).
 
 Creates are idempotent: every created item carries the command's correlation id (a named
-extended property; ``linkedResources`` on tasks) and is looked up before any create. Updates and
-deletes send ``If-Match``; a 412 becomes a ``conflict`` outcome. Requests the service refused
-for load (429/503/504) go round again, lookup first, so a retry never duplicates. ``send`` is
-looked up in Sent Items by its stamp, so a retried sendMail never sends twice. A task's open
-extension (percentcomplete, regarding) goes inline on create and, on update, through
-``…/extensions`` after the If-Match-checked PATCH (the outcome's version is read afterwards).
+extended property; ``linkedResources`` on tasks), and no create is written while an item with
+its stamp may exist. A backlog (a first sync) learns what exists from one listing of the
+collection's stamped items (:mod:`connectors.graph.inventory`) and then creates without a
+lookup per item; a lone create with no listing, or one whose stamp a listing holds, is looked
+up first. Updates and deletes send ``If-Match``; a 412 becomes a ``conflict`` outcome.
+Requests the service refused for load (429/503/504) go round again, a create after its lookup
+where its outcome is unknown, so a retry never duplicates. ``send`` is looked up in Sent Items
+by its stamp, so a retried sendMail never sends twice. A task's open extension
+(percentcomplete, regarding) goes inline on create and, on update, through ``…/extensions``
+after the If-Match-checked PATCH (the outcome's version is read afterwards).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.base import outcome_for
-from connectors.errors import InvalidResponseError
+from connectors.errors import ConnectorError, InvalidResponseError
+from connectors.graph.inventory import Found, StampInventory
 from connectors.graph.mapping import (
     CORRELATION_PROPERTY_ID,
     correlation_id_of,
@@ -36,6 +41,11 @@ from schemas.types import Kind
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 20
+#: Creates of one collection in one round from which the writer lists the collection's stamped
+#: items once instead of looking each create up (one GET per item).
+LIST_AT = 2
+#: Items per page of such a listing.
+LIST_PAGE = 500
 #: Statuses that say the service is busy or broken for now: the request goes round again
 #: (a create after its lookup), never parks the item.
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -68,6 +78,11 @@ def _odata_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+_STAMP_EXPAND = (
+    f"singleValueExtendedProperties($filter=id eq {_odata_literal(CORRELATION_PROPERTY_ID)})"
+)
+
+
 @dataclass(slots=True)
 class _Sub:
     """One sub-request of a ``$batch`` and what came back."""
@@ -91,11 +106,19 @@ class GraphWriter:
         *,
         max_rounds: int = 6,
         sleep_cap_s: float = 30.0,
+        inventory: StampInventory | None = None,
     ) -> None:
         self._t = transport
         self._max_rounds = max_rounds
         self._sleep_cap = sleep_cap_s
         self._task_lists: dict[str, str] = {}
+        self._inventory = inventory or StampInventory()
+
+    def forget(self, mailbox_id: str) -> None:
+        """Drop what is cached of ``mailbox_id`` (its listings, its To Do list id): another
+        worker may write it next (:class:`connectors.base.MailboxMemory`)."""
+        self._inventory.forget(mailbox_id)
+        self._task_lists.pop(mailbox_id, None)
 
     # ---------------------------------------------------------------- batch plumbing
 
@@ -113,9 +136,14 @@ class GraphWriter:
                 if headers:
                     req["headers"] = headers
                 requests.append(req)
-            resp = await self._t.request(
-                mailbox, "POST", "$batch", json={"requests": requests}, safe=False
-            )
+            try:
+                resp = await self._t.request(
+                    mailbox, "POST", "$batch", json={"requests": requests}, safe=False
+                )
+            except BaseException:
+                # what the batch did is unknown: its creates may exist, so listings are stale
+                self._inventory.forget(mailbox)
+                raise
             self._read_batch(resp.body, chunk)
 
     def _read_batch(self, body: dict[str, Any] | None, chunk: Sequence[_Sub]) -> None:
@@ -169,21 +197,34 @@ class GraphWriter:
             )
         return f"/users/{cmd.mailbox_id}/{_COLLECTION[cmd.kind]}"
 
-    async def _stamped_tasks(self, cmd: WriteCommand) -> dict[str, tuple[str, str | None]]:
-        """Correlation id -> (task id, etag) of every stamped task of the default list."""
-        out: dict[str, tuple[str, str | None]] = {}
-        url: str | None = f"{(await self._collection(cmd)).lstrip('/')}?$expand=linkedResources"
+    async def _list_stamped(self, mailbox: str, collection: str, kind: Kind) -> dict[str, Found]:
+        """Correlation id -> (item id, version) of every stamped item of ``collection``: one
+        paged GET returning only stamped items (tasks: every task, ``linkedResources``
+        expanded, as To Do cannot filter on them)."""
+        if kind == "task":
+            query = "$expand=linkedResources"
+        else:
+            stamped = (
+                "singleValueExtendedProperties/Any(ep: ep/id eq "
+                f"{_odata_literal(CORRELATION_PROPERTY_ID)} and ep/value ne '')"
+            )
+            query = (
+                f"$select=id,changeKey&$filter={quote(stamped)}"
+                f"&$expand={quote(_STAMP_EXPAND)}&$top={LIST_PAGE}"
+            )
+        out: dict[str, Found] = {}
+        url: str | None = f"{collection.lstrip('/')}?{query}"
         while url is not None:
-            resp = await self._t.request(cmd.mailbox_id, "GET", url)
+            resp = await self._t.request(mailbox, "GET", url)
             body = resp.body or {}
             items = body.get("value")
             if not isinstance(items, list):
-                raise InvalidResponseError("GET tasks: no value array")
+                raise InvalidResponseError(f"GET {kind} listing: no value array")
             for item in items:
                 if not isinstance(item, dict) or not isinstance(item.get("id"), str):
                     continue
                 try:
-                    cid = correlation_id_of("task", item)
+                    cid = correlation_id_of(kind, item)
                 except MappingError:
                     continue
                 if cid is not None:
@@ -192,7 +233,7 @@ class GraphWriter:
             if link is not None and not (
                 isinstance(link, str) and link.startswith(self._t.base_url + "/")
             ):
-                raise InvalidResponseError("GET tasks: bad @odata.nextLink")
+                raise InvalidResponseError(f"GET {kind} listing: bad @odata.nextLink")
             url = link
         return out
 
@@ -207,11 +248,7 @@ class GraphWriter:
             f"{_odata_literal(CORRELATION_PROPERTY_ID)} and ep/value eq "
             f"{_odata_literal(cmd.correlation_id)})"
         )
-        expand = (
-            "singleValueExtendedProperties($filter=id eq "
-            f"{_odata_literal(CORRELATION_PROPERTY_ID)})"
-        )
-        return f"{folder}?$filter={quote(filt)}&$expand={quote(expand)}"
+        return f"{folder}?$filter={quote(filt)}&$expand={quote(_STAMP_EXPAND)}"
 
     # ---------------------------------------------------------------- apply
 
@@ -244,6 +281,60 @@ class GraphWriter:
                 cmd, "failed", code="throttled", message="still throttled", retriable=True
             )
 
+    async def _check_creates(
+        self,
+        mailbox: str,
+        todo: list[tuple[int, WriteCommand]],
+        created: dict[tuple[Kind, str], WriteOutcome],
+    ) -> tuple[dict[int, _Sub], dict[int, Found]]:
+        """Lookups still to send (index -> GET) and creates found in a listing taken in this
+        round (index -> item). A create in neither is absent from the mailbox: written as is.
+
+        A collection with ``LIST_AT`` creates in the round (a backlog, a first sync) and no
+        listing is listed once; a single create with no listing is looked up; a create whose
+        id an older listing holds is looked up again (its item may have been deleted since).
+        """
+        started = self._inventory.now()
+        lookups: dict[int, _Sub] = {}
+        stamped: dict[int, Found] = {}
+        by_collection: dict[str, list[tuple[int, WriteCommand]]] = {}
+        for i, cmd in todo:
+            if cmd.action not in ("create", "send") or (cmd.kind, cmd.correlation_id) in created:
+                continue
+            if cmd.action == "send":  # Sent Items is not listed: sends are few
+                lookups[i] = _Sub("GET", await self._lookup_url(cmd))
+                continue
+            by_collection.setdefault(await self._collection(cmd), []).append((i, cmd))
+        for collection, creates in by_collection.items():
+            kind = creates[0][1].kind
+            listing = self._inventory.get(mailbox, collection)
+            if kind == "task":  # linkedResources cannot be filtered on: no single lookup
+                held = listing is not None and any(
+                    listing.holds(c.correlation_id) for _, c in creates
+                )
+                if listing is None or held:
+                    listing = None
+            if listing is None and (kind == "task" or len(creates) >= LIST_AT):
+                try:
+                    items = await self._list_stamped(mailbox, collection, kind)
+                except ConnectorError as exc:
+                    if not exc.retriable or kind == "task":
+                        raise
+                    # throttled or down: look each create up in the round's $batch instead
+                    log.debug("%s: listing %s failed, looking up: %s", mailbox, collection, exc)
+                else:
+                    listing = self._inventory.put(mailbox, collection, items)
+            for i, cmd in creates:
+                if listing is None:
+                    lookups[i] = _Sub("GET", await self._lookup_url(cmd))
+                elif not listing.holds(cmd.correlation_id):
+                    continue
+                elif listing.taken >= started:
+                    stamped[i] = listing.items[cmd.correlation_id]
+                else:
+                    lookups[i] = _Sub("GET", await self._lookup_url(cmd))
+        return lookups, stamped
+
     async def _round(
         self,
         mailbox: str,
@@ -253,25 +344,16 @@ class GraphWriter:
     ) -> tuple[list[tuple[int, WriteCommand]], float]:
         retry: list[tuple[int, WriteCommand]] = []
         wait = 0.5
-        # 1. look up every create/send by correlation id (one $batch of GETs)
-        lookups: dict[int, _Sub] = {}
-        task_creates: list[WriteCommand] = []
-        for i, cmd in todo:
-            if cmd.action in ("create", "send") and (cmd.kind, cmd.correlation_id) not in created:
-                if cmd.kind == "task":
-                    task_creates.append(cmd)
-                else:
-                    lookups[i] = _Sub("GET", await self._lookup_url(cmd))
+        # 1. which creates/sends exist already: from the collection's listing, else looked up
+        lookups, stamped = await self._check_creates(mailbox, todo, created)
         await self._batch(mailbox, list(lookups.values()))
-        # linkedResources cannot be filtered on: one paged scan of the list per round
-        stamped = await self._stamped_tasks(task_creates[0]) if task_creates else {}
         # 2. build the writes
         writes: dict[int, _Sub] = {}
         leaders: dict[tuple[Kind, str], int] = {}
         followers: dict[int, int] = {}
         for i, cmd in todo:
             key = (cmd.kind, cmd.correlation_id)
-            hit = stamped.get(cmd.correlation_id) if cmd.kind == "task" else None
+            hit = stamped.get(i)
             if hit is not None and cmd.action == "create" and key not in created:
                 item_id, version = hit
                 outcomes[i] = created[key] = self._outcome(
@@ -289,6 +371,7 @@ class GraphWriter:
                     outcomes[i] = found
                     if found.status == "applied":
                         created[key] = found
+                        await self._remember(mailbox, cmd, found)
                     continue
             if cmd.action in ("create", "send") and key in created:
                 outcomes[i] = self._replay(cmd, created[key])
@@ -318,11 +401,14 @@ class GraphWriter:
             if _again(sub.status):
                 retry.append((i, cmd))
                 wait = max(wait, sub.retry_after or 0.5)
+                if cmd.action in ("create", "send") and sub.status >= 500:
+                    self._inventory.forget(mailbox)  # a 5xx create may have happened
                 continue
             outcome = self._result(cmd, sub)
             outcomes[i] = outcome
             if cmd.action in ("create", "send") and outcome.status == "applied":
                 created[(cmd.kind, cmd.correlation_id)] = outcome
+            await self._remember(mailbox, cmd, outcome)
         retrying = {i for i, _ in retry}
         for i, cmd in todo:
             leader = followers.get(i)
@@ -336,6 +422,17 @@ class GraphWriter:
                 outcomes[i] = replace(outcomes[leader], command_id=cmd.command_id)
         retry.sort(key=lambda pair: pair[0])
         return retry, wait
+
+    async def _remember(self, mailbox: str, cmd: WriteCommand, outcome: WriteOutcome) -> None:
+        """Keep the listings current with what this writer created and deleted."""
+        if outcome.status != "applied" or cmd.action not in ("create", "delete"):
+            return
+        collection = await self._collection(cmd)
+        if cmd.action == "create" and outcome.target_id:
+            found = (outcome.target_id, outcome.version)
+            self._inventory.created(mailbox, collection, cmd.correlation_id, found)
+        elif cmd.action == "delete" and cmd.target_id:
+            self._inventory.deleted(mailbox, collection, cmd.target_id)
 
     async def _batch_ordered(self, mailbox: str, writes: dict[int, _Sub]) -> None:
         pending = list(writes.values())

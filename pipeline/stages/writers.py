@@ -28,7 +28,7 @@ from functools import partial
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from connectors.base import CommandSink
+from connectors.base import CommandSink, MailboxMemory
 from pipeline.app import App, Stage, WindowSize
 from pipeline.settings import Settings
 from pipeline.stages.lanes import Held, Lanes, Progress
@@ -115,6 +115,7 @@ class CommandWriter(GroupConsumer):
         self._outcomes = topic_name(OUTCOMES, kafka)
         self._lanes: Lanes[_Job] = Lanes(self._write, item_of=_item, max_batch=BATCH[side])
         self._paused: set[TopicPartition] = set()
+        self._written: set[tuple[Side, str, str]] = set()
 
     async def _take(self, tp: TopicPartition, record: Record) -> None:
         self._lanes.check()
@@ -151,6 +152,7 @@ class CommandWriter(GroupConsumer):
         commands = [job.command for job in jobs]
         try:
             sink = self._sinks(first.target, first.org_id, first.mailbox_id)
+            self._written.add((first.target, first.org_id, first.mailbox_id))
         except Exception as exc:
             results: list[object] = [exc] * len(jobs)
         else:
@@ -165,9 +167,18 @@ class CommandWriter(GroupConsumer):
             Progress.complete(held, [sent])
 
     async def _release(self) -> None:
-        """Cancel every lane: nothing more is written for the partitions being revoked."""
+        """Cancel every lane: nothing more is written for the partitions being revoked; the
+        sinks forget what they learnt of those mailboxes (another worker may write them)."""
         await self._lanes.drop()
         self._paused.clear()
+        written, self._written = self._written, set()
+        for target, org_id, mailbox_id in written:
+            try:
+                sink = self._sinks(target, org_id, mailbox_id)
+            except Exception:  # an organisation removed since: nothing cached of it
+                continue
+            if isinstance(sink, MailboxMemory):
+                sink.forget(mailbox_id)
 
 
 def _error(exc: object) -> str:

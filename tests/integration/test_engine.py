@@ -45,6 +45,7 @@ class Rig:
     crm: MemorySide = field(default_factory=lambda: MemorySide("crm"))
     producer: AIOKafkaProducer | None = None
     crm_online: bool = True
+    forgotten: list[str] = field(default_factory=list)
 
     def name(self, topic: str) -> str:
         return f"{self.kafka.topic_prefix}{topic}"
@@ -52,7 +53,7 @@ class Rig:
     def sink(self, target: Side, org_id: str, mailbox_id: str) -> CommandSink:
         if target == "crm":
             return _Reachable(MemorySink(self.crm), lambda: self.crm_online)
-        return MemorySink(self.outlook)
+        return _Remembering(MemorySink(self.outlook), self.forgotten)
 
     def app(self, guard: GuardPolicy | None = None) -> App:
         rules = StaticRules({MBX: MailboxRules(MBX, "org", USER)})
@@ -95,6 +96,20 @@ class _Reachable:
         if not self.online():
             raise TransientError("the CRM is offline")
         return await self.sink.apply(commands)
+
+
+@dataclass
+class _Remembering:
+    """A sink with a per-mailbox memory (like the Graph writer's listings)."""
+
+    sink: CommandSink
+    forgotten: list[str]
+
+    async def apply(self, commands: Sequence[WriteCommand]) -> list[WriteOutcome]:
+        return await self.sink.apply(commands)
+
+    def forget(self, mailbox_id: str) -> None:
+        self.forgotten.append(mailbox_id)
 
 
 @pytest.fixture
@@ -208,6 +223,22 @@ async def test_poison_goes_to_dlq_and_processing_continues(rig: Rig) -> None:
             assert values(to_crm.records)[0]["fields"] == {"firstname": "Bo"}
     finally:
         await app.stop()
+
+
+async def test_a_writer_letting_go_of_its_partitions_makes_the_sinks_forget(rig: Rig) -> None:
+    """What a sink learnt of a mailbox holds only while this worker writes it: when the writer
+    lets its partitions go (here: a stop), the mailboxes it wrote are forgotten."""
+    app = rig.app()
+    await app.start()
+    try:
+        async with Tail(rig.bootstrap, rig.name("outcomes")) as outcomes:
+            item = rig.crm.put("contact", {"firstname": "Flo"})
+            await rig.change("crm", item)
+            await outcomes.until(lambda rs: len(rs) >= 1)
+            assert rig.forgotten == []
+    finally:
+        await app.stop()
+    assert rig.forgotten == [MBX]
 
 
 async def test_restart_loses_nothing(rig: Rig) -> None:

@@ -291,3 +291,118 @@ async def test_a_create_whose_lookup_meets_an_outage_is_retriable_and_then_appli
     assert first.target_id == again.target_id
     contacts = (await env.get(f"contacts?$filter=surname eq 'L{status}'"))["value"]
     assert [c["id"] for c in contacts] == [first.target_id]
+
+
+# ------------------------------------------------------------------ request economy
+
+
+async def _requests(env: Env) -> dict[str, int]:
+    """Requests the emulator counted for the test's mailbox, by method."""
+    stats = await env.emulator.stats()
+    return {"total": int(stats["by_mailbox"].get(env.mailbox, 0))}
+
+
+async def _contacts(env: Env, surname: str) -> list[dict[str, Any]]:
+    body = await env.get(f"contacts?$filter=surname eq '{surname}'&$top=999")
+    value = body["value"]
+    assert isinstance(value, list)
+    return value
+
+
+async def test_a_backlog_of_creates_costs_one_listing_then_one_request_per_item(
+    env: Env,
+) -> None:
+    """A first sync's backlog: one listing of the stamped contacts, then 20 creates with no
+    lookup each; a lone create afterwards needs no lookup either (the listing knows)."""
+    surname = f"Bulk{uuid.uuid4().hex[:6]}"
+    commands = [
+        env.cmd("contact", "create", {"firstname": f"F{n}", "lastname": surname}) for n in range(20)
+    ]
+    before = (await _requests(env))["total"]
+    outcomes = await env.writer.apply(commands)
+    assert [o.status for o in outcomes] == ["applied"] * 20
+    assert (await _requests(env))["total"] - before == 21  # 1 listing + 20 creates
+    lone = env.cmd("contact", "create", {"firstname": "Lone", "lastname": surname})
+    before = (await _requests(env))["total"]
+    (outcome,) = await env.writer.apply([lone])
+    assert outcome.status == "applied"
+    assert (await _requests(env))["total"] - before == 1
+    assert len(await _contacts(env, surname)) == 21
+
+
+async def test_a_lone_create_without_a_listing_is_looked_up_first(env: Env) -> None:
+    surname = f"Lone{uuid.uuid4().hex[:6]}"
+    before = (await _requests(env))["total"]
+    (outcome,) = await env.writer.apply(
+        [env.cmd("contact", "create", {"firstname": "A", "lastname": surname})]
+    )
+    assert outcome.status == "applied"
+    assert (await _requests(env))["total"] - before == 2  # lookup + create
+
+
+@pytest.mark.parametrize("kind", ["contact", "task"])
+async def test_creates_retried_by_a_new_worker_find_their_items_and_write_no_duplicate(
+    env: Env, kind: Kind
+) -> None:
+    """A worker crashed after writing some creates; the next one (a new writer, nothing
+    cached) gets them again with new ones: the written ones are found, the rest created."""
+    name = f"Crash{uuid.uuid4().hex[:6]}"
+    fields: list[Projection] = (
+        [{"firstname": f"F{n}", "lastname": name} for n in range(8)]
+        if kind == "contact"
+        else [{"subject": f"{name} {n}"} for n in range(8)]
+    )
+    commands = [env.cmd(kind, "create", f) for f in fields]
+    first = await env.writer.apply(commands[:5])
+    assert [o.status for o in first] == ["applied"] * 5
+    successor = GraphWriter(env.transport)
+    again = await successor.apply(commands)
+    assert [o.status for o in again] == ["applied"] * 8
+    assert [o.target_id for o in again[:5]] == [o.target_id for o in first]
+    if kind == "contact":
+        ids = [c["id"] for c in await _contacts(env, name)]
+    else:
+        tasks = (await env.get(f"todo/lists/{env.task_list}/tasks?$top=999"))["value"]
+        ids = [t["id"] for t in tasks if str(t.get("title", "")).startswith(name)]
+    assert sorted(ids) == sorted(str(o.target_id) for o in again)
+
+
+async def test_an_item_deleted_since_the_listing_is_looked_up_and_created_again(
+    env: Env,
+) -> None:
+    """The listing holds an item its user deleted afterwards: a create of the same id is
+    looked up (the listing is older than the round), found missing and written again."""
+    surname = f"Gone{uuid.uuid4().hex[:6]}"
+    commands = [
+        env.cmd("contact", "create", {"firstname": f"F{n}", "lastname": surname}) for n in range(2)
+    ]
+    first = await env.writer.apply(commands)
+    assert [o.status for o in first] == ["applied", "applied"]
+    gone = await env.emulator.call("DELETE", f"users/{env.mailbox}/contacts/{first[0].target_id}")
+    assert gone.status_code == 204, gone.text
+    again = env.cmd(
+        "contact", "create", commands[0].fields, correlation_id=commands[0].correlation_id
+    )
+    (outcome,) = await env.writer.apply([again])
+    assert outcome.status == "applied" and outcome.target_id != first[0].target_id
+    assert sorted(c["id"] for c in await _contacts(env, surname)) == sorted(
+        [str(outcome.target_id), str(first[1].target_id)]
+    )
+
+
+async def test_a_writer_that_forgets_a_mailbox_sees_what_another_worker_created(
+    env: Env,
+) -> None:
+    """While a mailbox's partition was elsewhere another worker created an item; once the
+    writer forgot the mailbox (its partition was revoked) its create of that id finds it."""
+    surname = f"Move{uuid.uuid4().hex[:6]}"
+    warm = [
+        env.cmd("contact", "create", {"firstname": f"W{n}", "lastname": surname}) for n in range(2)
+    ]
+    assert [o.status for o in await env.writer.apply(warm)] == ["applied", "applied"]
+    moved = env.cmd("contact", "create", {"firstname": "Moved", "lastname": surname})
+    (elsewhere,) = await GraphWriter(env.transport).apply([moved])
+    env.writer.forget(env.mailbox)
+    (outcome,) = await env.writer.apply([moved])
+    assert outcome.status == "applied" and outcome.target_id == elsewhere.target_id
+    assert len(await _contacts(env, surname)) == 3

@@ -15,7 +15,9 @@ import httpx
 import orjson
 from aiohttp import web
 
-_ANY = re.compile(r"ep/id eq '(?P<id>(?:[^']|'')*)' and ep/value eq '(?P<value>(?:[^']|'')*)'")
+_ANY = re.compile(
+    r"ep/id eq '(?P<id>(?:[^']|'')*)' and ep/value (?P<op>eq|ne) '(?P<value>(?:[^']|'')*)'"
+)
 
 
 @dataclass
@@ -89,7 +91,7 @@ class FakeGraph:
                         c
                         for c in items
                         if any(
-                            p["id"] == pid and p["value"] == value
+                            p["id"] == pid and (p["value"] == value) == (m["op"] == "eq")
                             for p in c.get("singleValueExtendedProperties", [])
                         )
                     ]
