@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -9,7 +10,7 @@ from . import crud
 from .delta import Collected, decode, delta_response
 from .errors import GraphError
 from .ids import derived_id, parse_iso
-from .odata import Query
+from .odata import Query, order, project
 from .recurrence import graph_utc, local_start, occurrence_dates, to_utc, validate
 from .render import render
 from .routing import Context, Request, Response, Router
@@ -232,23 +233,34 @@ def _expand(
     return out
 
 
+def _selected(item: dict[str, Any], query: Query) -> dict[str, Any]:
+    """``item`` (rendered whole, expansions included) cut down to ``$select``."""
+    if query.select is None:
+        return item
+    kept = project(item, query.select)
+    kept.update({k: item[k] for k in query.expand if k in item})
+    return kept
+
+
 async def calendar_view(ctx: Context, req: Request, p: dict[str, str]) -> Response:
     mailbox = ctx.store.user(p["u"])
     start, end, _ = _window(req)
     query = crud.query_for(ctx, req, "event", extra=("startDateTime", "endDateTime"))
+    whole = replace(query, select=None)
     items: list[dict[str, Any]] = []
     for event in mailbox.children("event", None):
-        for _, item in _expand(ctx.store, mailbox, event, start, end, query):
+        for _, item in _expand(ctx.store, mailbox, event, start, end, whole):
             if item is not None:
                 items.append(item)
     if query.filter is not None:
         condition = query.filter
         items = [i for i in items if condition(i, {})]
     items.sort(key=lambda i: to_utc(i["start"]))
+    items = order(items, query.orderby, lambda i: i)
     page, next_link = crud.paginate(ctx, req, items, query)
     body: dict[str, Any] = {
         "@odata.context": f"{req.base}/$metadata#users('{mailbox.id}')/calendarView",
-        "value": page,
+        "value": [_selected(i, query) for i in page],
     }
     if next_link is not None:
         body["@odata.nextLink"] = next_link

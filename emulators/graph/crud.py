@@ -10,10 +10,10 @@ from .errors import GraphError
 from .ext_body import KIND as EXTENSION_KIND
 from .ext_body import render_extension
 from .ids import etag_of
-from .odata import Query, parse_query, project
+from .odata import Query, order, parse_query, project
 from .render import SELECT_ONLY, extended, known_properties, render
 from .routing import Context, Request, Response
-from .schema import validate_body
+from .schema import nested_paths, validate_body
 from .store import Entity, Mailbox
 
 Renderer = Callable[[Mailbox, Entity], dict[str, Any]]
@@ -40,6 +40,7 @@ def query_for(ctx: Context, req: Request, kind: str, extra: Collection[str] = ()
         expandable=expandable(kind),
         max_top=ctx.config.max_top,
         extra=extra,
+        paths=nested_paths(kind),
     )
 
 
@@ -108,18 +109,12 @@ def list_response(
 ) -> Response:
     """A paged collection: ``$filter``, ``$orderby``, ``$skip``, ``$top``, ``$select``."""
     selected = entities
-    if query.filter is not None:
-        condition = query.filter
-        selected = [e for e in selected if condition(filter_view(mailbox, e, renderer), {})]
-    for name, desc in reversed(query.orderby):
-        selected = sorted(
-            selected,
-            key=lambda e: (
-                renderer(mailbox, e).get(name) is None,
-                str(renderer(mailbox, e).get(name)),
-            ),
-            reverse=desc,
-        )
+    if query.filter is not None or query.orderby:
+        views = [(e, filter_view(mailbox, e, renderer)) for e in entities]
+        if query.filter is not None:
+            condition = query.filter
+            views = [(e, view) for e, view in views if condition(view, {})]
+        selected = [e for e, _ in order(views, query.orderby, lambda pair: pair[1])]
     window, next_link = paginate(ctx, req, selected, query)
     body: dict[str, Any] = {"@odata.context": f"{req.base}/$metadata#{context}"}
     if query.count:

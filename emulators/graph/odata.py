@@ -6,12 +6,13 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import GraphError
 from .ids import parse_iso
 
 Env = dict[str, Any]
+T = TypeVar("T")
 Expr = Callable[[Mapping[str, Any], Env], Any]
 
 _TOKEN = re.compile(
@@ -303,10 +304,12 @@ def parse_query(
     expandable: Collection[str] = (),
     max_top: int = 1000,
     extra: Collection[str] = (),
+    paths: Collection[str] = (),
 ) -> Query:
     """Validate and parse the query string of a request against a type's properties.
 
-    ``extra`` names non-``$`` parameters the route accepts (e.g. ``startDateTime``).
+    ``extra`` names non-``$`` parameters the route accepts (e.g. ``startDateTime``);
+    ``paths`` the paths into complex properties ``$orderby`` accepts (``start/dateTime``).
     """
     query = Query()
     for key in params:
@@ -342,12 +345,39 @@ def parse_query(
     if "$orderby" in params:
         for part in params["$orderby"].split(","):
             words = part.split()
-            if not words or len(words) > 2 or words[0] not in known:
+            if not words or len(words) > 2 or (words[0] not in known and words[0] not in paths):
                 raise GraphError(400, "BadRequest", f"Invalid $orderby clause '{part.strip()}'.")
             if len(words) == 2 and words[1].lower() not in ("asc", "desc"):
                 raise GraphError(400, "BadRequest", f"Invalid $orderby direction '{words[1]}'.")
             query.orderby.append((words[0], len(words) == 2 and words[1].lower() == "desc"))
     return query
+
+
+def _sort_value(value: Any) -> tuple[int, Any]:
+    if isinstance(value, bool | int | float):
+        return 0, float(value)
+    if isinstance(value, str):
+        moment = parse_iso(value) if len(value) >= 10 and value[:4].isdigit() else None
+        if moment is not None:
+            return 1, moment
+        return 2, (value.casefold(), value)
+    return 3, str(value)
+
+
+def order(items: list[T], orderby: list[tuple[str, bool]], view: Callable[[T], Any]) -> list[T]:
+    """``items`` sorted by ``$orderby`` clauses (``path``, descending?) over ``view(item)``.
+
+    As OData orders: null before any value ascending, after every value descending.
+    """
+    for path, desc in reversed(orderby):
+        segments = path.split("/")
+
+        def key(item: T, segments: list[str] = segments) -> tuple[int, tuple[int, Any]]:
+            value = _walk(view(item), {}, segments)
+            return (0, (0, 0)) if value is None else (1, _sort_value(value))
+
+        items = sorted(items, key=key, reverse=desc)
+    return items
 
 
 _EXPAND = re.compile(r"^\s*([A-Za-z]+)\s*(?:\((.*)\))?\s*$")

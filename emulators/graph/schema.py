@@ -69,23 +69,47 @@ def strings(value: Any) -> list[str]:
     raise _fail("Collection(Edm.String)", value)
 
 
-def obj(fields: Mapping[str, Check], type_name: str) -> Check:
-    def check(value: Any) -> Any:
+class Obj:
+    """A check for a complex type; ``fields`` are its properties' checks."""
+
+    def __init__(self, fields: Mapping[str, Check], type_name: str) -> None:
+        self.fields = fields
+        self.type_name = type_name
+
+    def __call__(self, value: Any) -> Any:
         if value is None:
             return None
         if not isinstance(value, dict):
-            raise _fail(type_name, value)
+            raise _fail(self.type_name, value)
         out: dict[str, Any] = {}
         for key, item in value.items():
             if key.startswith("@odata."):
                 out[key] = item
                 continue
-            if key not in fields:
-                raise Invalid(f"The property '{key}' does not exist on type '{type_name}'.")
-            out[key] = fields[key](item)
+            if key not in self.fields:
+                raise Invalid(f"The property '{key}' does not exist on type '{self.type_name}'.")
+            out[key] = self.fields[key](item)
         return out
 
-    return check
+
+def obj(fields: Mapping[str, Check], type_name: str) -> Obj:
+    return Obj(fields, type_name)
+
+
+def nested_paths(kind: str) -> frozenset[str]:
+    """``start/dateTime``, ``organizer/emailAddress/address``…: paths into ``kind``'s complex
+    properties, usable in ``$orderby``."""
+    out: set[str] = set()
+
+    def walk(prefix: str, check: Check) -> None:
+        if isinstance(check, Obj):
+            for name, inner in check.fields.items():
+                out.add(f"{prefix}/{name}")
+                walk(f"{prefix}/{name}", inner)
+
+    for name, check in SCHEMAS[kind].items():
+        walk(name, check)
+    return frozenset(out)
 
 
 def list_of(inner: Check, type_name: str) -> Check:
