@@ -14,7 +14,7 @@ from .odata import Query, order, parse_query, project
 from .render import SELECT_ONLY, extended, known_properties, render
 from .routing import Context, Request, Response
 from .schema import nested_paths, validate_body
-from .store import Entity, Mailbox
+from .store import Entity, Mailbox, rest_id
 
 Renderer = Callable[[Mailbox, Entity], dict[str, Any]]
 
@@ -33,8 +33,8 @@ def expandable(kind: str) -> frozenset[str]:
 
 
 def query_for(ctx: Context, req: Request, kind: str, extra: Collection[str] = ()) -> Query:
-    """Parse ``req``'s OData options for ``kind``."""
-    return parse_query(
+    """Parse ``req``'s OData options for ``kind`` (and which ids it wants back)."""
+    query = parse_query(
         req.query,
         known_properties(kind),
         expandable=expandable(kind),
@@ -42,6 +42,8 @@ def query_for(ctx: Context, req: Request, kind: str, extra: Collection[str] = ()
         extra=extra,
         paths=nested_paths(kind),
     )
+    query.immutable_ids = req.immutable_ids()
+    return query
 
 
 def page_size(ctx: Context, req: Request) -> int | None:
@@ -77,6 +79,8 @@ def shape(
 ) -> dict[str, Any]:
     """Render ``entity`` with ``$select`` and ``$expand`` applied."""
     item = renderer(mailbox, entity)
+    if not query.immutable_ids and item.get("id") == entity.id:
+        item["id"] = rest_id(entity)
     if query.select is None:
         for name in SELECT_ONLY.get(entity.kind, ()):
             item.pop(name, None)

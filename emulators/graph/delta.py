@@ -13,7 +13,7 @@ from .crud import page_size, shape
 from .errors import GraphError
 from .odata import Query
 from .routing import Context, Request, Response
-from .store import Entity, Mailbox
+from .store import Entity, Mailbox, rest_id
 
 Collected = list[tuple[str, dict[str, Any] | None]]
 Collector = Callable[[int, int], Collected]
@@ -101,7 +101,8 @@ def entity_collector(
                     current = mailbox.entities.get(stone.id)
                     if current is not None and in_scope(current) and current.seq <= high:
                         continue
-                    live[stone.id] = None
+                    gone = stone.id if query.immutable_ids else rest_id(stone.snapshot)
+                    live[stone.id] = None if gone == stone.id else removed(kind, gone)
         return sorted(live.items())
 
     return collect

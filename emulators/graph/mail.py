@@ -201,9 +201,13 @@ def deliver(
     props: dict[str, Any],
     save: bool,
     ext: dict[str, str] | None = None,
+    draft: Entity | None = None,
 ) -> None:
     """Put a sent message into Sent Items (with its extended properties ``ext``) and into
-    every emulated recipient's Inbox (without them: they do not travel with the mail)."""
+    every emulated recipient's Inbox (without them: they do not travel with the mail).
+
+    The Sent Items copy of a ``draft`` keeps the draft's immutable id (as Graph documents for
+    sending a draft) and, having changed folder, gets a new REST id."""
     if not _addresses(props, "toRecipients", "ccRecipients", "bccRecipients"):
         raise GraphError(
             400,
@@ -230,7 +234,15 @@ def deliver(
             if entity.props.get("internetMessageId") == in_reply_to:
                 sent["conversationId"] = entity.props.get("conversationId")
     if save:
-        ctx.store.create(sender, "message", sender.well_known["sentitems"], sent, ext=ext)
+        ctx.store.create(
+            sender,
+            "message",
+            sender.well_known["sentitems"],
+            sent,
+            ext=ext,
+            item_id=draft.id if draft is not None else None,
+            moved=draft is not None,
+        )
     seen: set[str] = set()
     for address in _addresses(props, "toRecipients", "ccRecipients", "bccRecipients"):
         target = ctx.store.user_by_address(address)
@@ -275,7 +287,7 @@ async def send_draft(ctx: Context, req: Request, p: dict[str, str]) -> Response:
         raise GraphError(400, "ErrorInvalidOperation", "Only drafts can be sent.")
     props, ext = dict(draft.props), dict(draft.ext)
     ctx.store.delete(mailbox, draft)
-    deliver(ctx, mailbox, props, True, ext)
+    deliver(ctx, mailbox, props, True, ext, draft)
     return Response(202)
 
 

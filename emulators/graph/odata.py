@@ -282,6 +282,7 @@ class Query:
     skip: int = 0
     orderby: list[tuple[str, bool]] = field(default_factory=list)
     count: bool = False
+    immutable_ids: bool = False
 
 
 def _int_option(name: str, text: str, low: int, high: int) -> int:

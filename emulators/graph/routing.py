@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from .subscriptions import SubscriptionManager
 
 
+_IMMUTABLE = re.compile(r'IdType\s*=\s*"?ImmutableId"?', re.IGNORECASE)
+
+
 @dataclass
 class Request:
     """One Graph request, whether from HTTP or from inside a ``$batch``."""
@@ -51,6 +54,10 @@ class Request:
             if key.lower() == lowered:
                 return value
         return None
+
+    def immutable_ids(self) -> bool:
+        """``Prefer: IdType="ImmutableId"``: answer with immutable ids (this request only)."""
+        return bool(_IMMUTABLE.search(self.header("Prefer") or ""))
 
     def link(self, path: str, params: Mapping[str, str]) -> str:
         """An absolute link to ``path`` under the API root with ``params``."""

@@ -58,6 +58,12 @@ class ChangeEvent:
     parent: str | None
     change_type: str
     etag: str
+    rest_id: str = ""
+
+    @property
+    def default_id(self) -> str:
+        """The id Graph names the item by without ``Prefer: IdType="ImmutableId"``."""
+        return self.rest_id or self.item_id
 
 
 @dataclass
@@ -71,6 +77,7 @@ class Mailbox:
     created: str
     entities: dict[str, Entity] = field(default_factory=dict)
     tombstones: list[Tombstone] = field(default_factory=list)
+    rest_ids: dict[str, str] = field(default_factory=dict)
     seq: int = 0
     delta_epoch: int = 0
     well_known: dict[str, str] = field(default_factory=dict)
@@ -94,8 +101,11 @@ class Mailbox:
         }
 
     def get(self, item_id: str, *kinds: str) -> Entity:
-        """The live entity ``item_id`` of one of ``kinds``, else Graph's 404."""
+        """The live entity ``item_id`` (its immutable id, or its current REST id) of one of
+        ``kinds``, else Graph's 404."""
         entity = self.entities.get(item_id)
+        if entity is None and item_id in self.rest_ids:
+            entity = self.entities.get(self.rest_ids[item_id])
         if entity is None or (kinds and entity.kind not in kinds):
             raise not_found(f"id {item_id!r}")
         return entity
@@ -112,6 +122,12 @@ class Mailbox:
         """A mail folder by id or well-known name (case-insensitive)."""
         folder_id = self.well_known.get(key.lower(), key)
         return self.get(folder_id, "mailFolder")
+
+
+def rest_id(entity: Entity) -> str:
+    """``entity``'s REST id: its immutable id until a move gave it another."""
+    value = entity.internal.get("restId")
+    return value if isinstance(value, str) else entity.id
 
 
 Listener = Callable[[ChangeEvent], None]
@@ -199,8 +215,10 @@ class Store:
         ext: dict[str, str] | None = None,
         item_id: str | None = None,
         notify: bool = True,
+        moved: bool = False,
     ) -> Entity:
-        """Store a new entity and announce it."""
+        """Store a new entity and announce it; ``moved``: it keeps the immutable id ``item_id``
+        of an item that was elsewhere, under a new REST id."""
         now = iso_z(utc_now())
         entity = Entity(
             kind=kind,
@@ -214,6 +232,8 @@ class Store:
             ext=dict(ext or {}),
         )
         mailbox.entities[entity.id] = entity
+        if moved:
+            self.new_rest_id(mailbox, entity)
         if notify:
             self._emit(mailbox, entity, "created")
         return entity
@@ -240,7 +260,11 @@ class Store:
         self._emit(mailbox, entity, "updated")
 
     def move(self, mailbox: Mailbox, entity: Entity, new_parent: str) -> Entity:
-        """Move keeping the id; the old parent's delta sees a removal."""
+        """Move to another folder; the old parent's delta sees a removal.
+
+        Like Exchange: the immutable id (``entity.id``) stays, the REST id (what Graph answers
+        without ``Prefer: IdType="ImmutableId"``) is a new one and the old one is gone.
+        """
         if entity.parent == new_parent:
             return entity
         snapshot = copy.deepcopy(entity)
@@ -248,14 +272,28 @@ class Store:
             Tombstone(entity.kind, entity.id, entity.parent, mailbox.next_seq(), snapshot)
         )
         entity.parent = new_parent
+        self.new_rest_id(mailbox, entity)
         self.touch(mailbox, entity)
         return entity
+
+    def new_rest_id(self, mailbox: Mailbox, entity: Entity) -> str:
+        """Give ``entity`` a fresh REST id (the one before it no longer finds it)."""
+        old = entity.internal.get("restId")
+        if isinstance(old, str):
+            mailbox.rest_ids.pop(old, None)
+        rest_id = new_item_id()
+        entity.internal["restId"] = rest_id
+        mailbox.rest_ids[rest_id] = entity.id
+        return rest_id
 
     def delete(self, mailbox: Mailbox, entity: Entity) -> None:
         """Delete ``entity`` and everything under it."""
         for child in [e for e in mailbox.entities.values() if e.parent == entity.id]:
             self.delete(mailbox, child)
         mailbox.entities.pop(entity.id, None)
+        rest_id = entity.internal.get("restId")
+        if isinstance(rest_id, str):
+            mailbox.rest_ids.pop(rest_id, None)
         mailbox.tombstones.append(
             Tombstone(entity.kind, entity.id, entity.parent, mailbox.next_seq(), entity)
         )
@@ -273,6 +311,7 @@ class Store:
             entity.parent,
             change_type,
             f'W/"{entity.change_key}"',
+            rest_id(entity),
         )
         for listener in list(self.listeners):
             listener(event)

@@ -10,7 +10,7 @@ def _one(req: Request, body: dict[str, object]) -> dict[str, object]:
 
 
 async def create(ctx: Context, req: Request, p: dict[str, str]) -> Response:
-    sub = await ctx.subscriptions.create(req.json(), req.app_id)
+    sub = await ctx.subscriptions.create(req.json(), req.app_id, req.immutable_ids())
     return Response(201, _one(req, sub.as_json()))
 
 

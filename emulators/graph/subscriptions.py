@@ -66,6 +66,7 @@ class Subscription:
     mailbox_id: str
     kind: str
     folder_id: str | None
+    immutable_ids: bool = False
 
     def as_json(self) -> dict[str, Any]:
         """The subscription resource."""
@@ -195,8 +196,11 @@ class SubscriptionManager:
             return mailbox.id, "message", mailbox.mail_folder(found.group("f")).id
         return mailbox.id, _KINDS[found.group("kind").lower()], None
 
-    async def create(self, body: Any, app_id: str) -> Subscription:
-        """Validate a creation body, run the handshake(s), store the subscription."""
+    async def create(self, body: Any, app_id: str, immutable_ids: bool = False) -> Subscription:
+        """Validate a creation body, run the handshake(s), store the subscription.
+
+        ``immutable_ids``: created with ``Prefer: IdType="ImmutableId"``, so its notifications
+        name items by their immutable ids (else by their REST ids, which a move changes)."""
         if not isinstance(body, dict):
             raise GraphError(400, "BadRequest", "The request body must be a JSON object.")
         unknown = set(body) - _FIELDS - {"@odata.type"}
@@ -245,6 +249,7 @@ class SubscriptionManager:
             mailbox_id=mailbox_id,
             kind=kind,
             folder_id=folder,
+            immutable_ids=immutable_ids,
         )
         self.items[sub.id] = sub
         return sub
@@ -292,7 +297,8 @@ class SubscriptionManager:
             ):
                 continue
             plural = _TYPES[event.kind] + "s"
-            path = f"Users/{event.mailbox_id}/{plural}/{event.item_id}"
+            item_id = event.item_id if sub.immutable_ids else event.default_id
+            path = f"Users/{event.mailbox_id}/{plural}/{item_id}"
             note = {
                 "subscriptionId": sub.id,
                 "subscriptionExpirationDateTime": sub.expiration,
@@ -302,7 +308,7 @@ class SubscriptionManager:
                     "@odata.type": f"#Microsoft.Graph.{_TYPES[event.kind]}",
                     "@odata.id": path,
                     "@odata.etag": event.etag,
-                    "id": event.item_id,
+                    "id": item_id,
                 },
                 "clientState": sub.client_state,
                 "tenantId": self.config.tenant_id,

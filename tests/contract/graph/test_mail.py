@@ -61,7 +61,7 @@ async def test_missing_or_bad_token_is_401(graph: Graph) -> None:
         assert {"date", "request-id", "client-request-id"} <= set(error["innerError"])
 
 
-async def test_folders_messages_move_keep_id(graph: Graph) -> None:
+async def test_folders_messages_move_and_delete(graph: Graph) -> None:
     await graph.user("alice")
     me = graph.sdk.users.by_user_id("alice@contoso.test")
     inbox = await me.mail_folders.by_mail_folder_id("inbox").get()
@@ -87,15 +87,23 @@ async def test_folders_messages_move_keep_id(graph: Graph) -> None:
     moved = await me.messages.by_message_id(draft.id).move.post(
         MovePostRequestBody(destination_id=child.id)
     )
-    assert moved is not None and moved.id == draft.id and moved.parent_folder_id == child.id
+    # no Prefer: IdType="ImmutableId": the moved message answers to a new id
+    assert moved is not None and moved.id and moved.id != draft.id
+    assert moved.parent_folder_id == child.id
     in_child = await me.mail_folders.by_mail_folder_id(child.id or "").messages.get()
-    assert in_child is not None and [m.id for m in in_child.value or []] == [draft.id]
-    updated = await me.messages.by_message_id(draft.id).patch(Message(is_read=True))
+    assert in_child is not None and [m.id for m in in_child.value or []] == [moved.id]
+    updated = await me.messages.by_message_id(moved.id).patch(Message(is_read=True))
     assert updated is not None and updated.is_read and updated.change_key != draft.change_key
-    await me.messages.by_message_id(draft.id).delete()  # to Deleted Items
-    await me.messages.by_message_id(draft.id).delete()  # and gone
+    await me.messages.by_message_id(moved.id).delete()  # to Deleted Items, under a new id
     with pytest.raises(APIError) as err:
-        await me.messages.by_message_id(draft.id).get()
+        await me.messages.by_message_id(moved.id).get()
+    assert err.value.response_status_code == 404
+    trash = await me.mail_folders.by_mail_folder_id("deleteditems").messages.get()
+    assert trash is not None and [m.subject for m in trash.value or []] == ["Quarterly"]
+    trashed = (trash.value or [])[0].id or ""
+    await me.messages.by_message_id(trashed).delete()  # and gone
+    with pytest.raises(APIError) as err:
+        await me.messages.by_message_id(trashed).get()
     assert err.value.response_status_code == 404
 
 
