@@ -9,6 +9,7 @@ applied writes), and the projection and version of our last write there (echo su
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
@@ -24,14 +25,27 @@ DYNASYNC_NS: Final = uuid.UUID("5b0c7f5e-3d0a-4f0e-9a57-8c1d2e3f4a5b")
 RECENT_VERSIONS: Final = 16
 
 
+_NS_BYTES: Final = DYNASYNC_NS.bytes
+
+
+def uuid5_text(name: str) -> str:
+    """``str(uuid.uuid5(DYNASYNC_NS, name))``, without building UUID objects (the engine
+    derives several ids per change)."""
+    raw = bytearray(hashlib.sha1(_NS_BYTES + name.encode(), usedforsecurity=False).digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def correlation_id_for(mailbox_id: str, origin: Side, item_id: str) -> str:
     """The deterministic correlation id of an item first seen on ``origin``."""
-    return str(uuid.uuid5(DYNASYNC_NS, f"corr|{mailbox_id}|{origin}|{item_id}"))
+    return uuid5_text(f"corr|{mailbox_id}|{origin}|{item_id}")
 
 
 def derived_id(*parts: str) -> str:
     """A deterministic uuid5 over ``parts`` (command ids, event ids)."""
-    return str(uuid.uuid5(DYNASYNC_NS, "|".join(parts)))
+    return uuid5_text("|".join(parts))
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from functools import cache
+from collections.abc import Callable
+from functools import cache, partial
 from importlib import resources
 from typing import Any, ClassVar, Protocol, TypeVar, get_args, get_origin
 
@@ -72,32 +73,44 @@ def validate(model: type[Any], data: Any) -> None:
         raise SchemaError(model.__name__, path, reason)
 
 
+Converter = Callable[[Any], Any]
+
+
 def build(model: type[T], data: dict[str, Any]) -> T:
     """Construct ``model`` from a decoded dict (nested dataclasses included), no validation."""
     kwargs: dict[str, Any] = {}
-    types = hints(model)
-    for f in dataclasses.fields(model):
-        if f.name not in data:
-            continue
-        kwargs[f.name] = _convert(types[f.name], data[f.name])
+    for name, convert in _fields(model):
+        if name in data:
+            value = data[name]
+            kwargs[name] = value if convert is None or value is None else convert(value)
     return model(**kwargs)
 
 
-def _convert(tp: Any, value: Any) -> Any:
-    if value is None:
-        return None
+@cache
+def _fields(model: type[Any]) -> tuple[tuple[str, Converter | None], ...]:
+    """Each field of ``model`` with how to convert its decoded value (None: as decoded);
+    worked out once per model, as decoding sits on the engine's hot path."""
+    types = hints(model)
+    return tuple((f.name, _converter(types[f.name])) for f in dataclasses.fields(model))
+
+
+def _converter(tp: Any) -> Converter | None:
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return build(tp, value)
-    origin = get_origin(tp)
-    if origin is list:
+        return partial(build, tp)
+    if get_origin(tp) is list:
         (item,) = get_args(tp)
-        if dataclasses.is_dataclass(item):
-            return [_convert(item, v) for v in value]
-        return list(value)
+        inner = _converter(item)
+        if inner is None:
+            return list
+        return lambda value: [None if v is None else inner(v) for v in value]
     for arg in get_args(tp):
-        if dataclasses.is_dataclass(arg) and isinstance(arg, type) and isinstance(value, dict):
-            return build(arg, value)
-    return value
+        if dataclasses.is_dataclass(arg) and isinstance(arg, type):
+            return partial(_maybe_build, arg)
+    return None
+
+
+def _maybe_build(model: type[Any], value: Any) -> Any:
+    return build(model, value) if isinstance(value, dict) else value
 
 
 def loads(model: type[T], raw: bytes | bytearray | memoryview | str, *, check: bool = True) -> T:

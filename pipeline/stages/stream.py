@@ -5,8 +5,9 @@ hands each record, in offset order per partition, to a handler. The handler read
 :class:`ChangelogTable` s (the state of the record's partition) and returns the send futures of
 what the record caused. The table writes go to compacted changelog topics, partitioned like the
 source, and a source offset is committed only once every record before it in its partition is
-handled and all it caused (outputs and table writes) is acknowledged by the broker. A kill -9
-anywhere therefore re-reads from the last commit; handlers drop what they have seen.
+handled and all it caused (outputs and table writes) is acknowledged by the broker. Table
+writes are sent at the end of each batch, a key's last value only. A kill -9 anywhere therefore
+re-reads from the last commit; handlers drop what they have seen.
 
 A partition's state is restored from its changelog when the partition is assigned, unless this
 process wrote the changelog's last record itself (then its memory is current). When partitions
@@ -34,7 +35,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 
 from pipeline.settings import Settings
-from pipeline.stages.lanes import Progress
+from pipeline.stages.lanes import Held, Progress
 from pipeline.stages.publish import dlq_headers
 from pipeline.topics import DLQ, topic_name
 
@@ -334,6 +335,11 @@ class StreamProcessor(GroupConsumer):
         self._handler = handler
         #: per changelog partition, the offset after the last record this process wrote
         self._written: dict[TopicPartition, int] = {}
+        #: table writes of the batch being taken, per (changelog topic, partition): key -> value
+        self._pending_writes: dict[tuple[str, int], dict[bytes, bytes | None]] = {}
+        #: records of the batch being taken, with the sends each caused
+        self._taken: list[tuple[Held, list[asyncio.Future[Any]]]] = []
+        self._batch_generation = -1
         self.restored_keys = 0
 
     async def _take(self, tp: TopicPartition, record: Record) -> None:
@@ -347,12 +353,29 @@ class StreamProcessor(GroupConsumer):
             sends.append(await self._park_record(tp, record, f"{type(exc).__name__}: {exc}"))
         for table in self._tables:
             partition, writes = table.take_writes()
-            changelog = TopicPartition(table.topic, partition)
-            for key, value in writes:
-                sent = await self.producer.send(table.topic, value, key=key, partition=partition)
+            if writes:
+                self._pending_writes.setdefault((table.topic, partition), {}).update(writes)
+        if not self._taken:
+            self._batch_generation = self._generation
+        self._taken.append((held, sends))
+
+    async def _after_batch(self) -> None:
+        """Send the batch's table writes, each key's last value once (a mailbox's guard state
+        changes with most of its records), and complete the batch's records: each is
+        committable once its outputs and every table write of the batch are acknowledged."""
+        pending, self._pending_writes = self._pending_writes, {}
+        taken, self._taken = self._taken, []
+        if taken and self._batch_generation != self._generation:
+            return  # revoked meanwhile: the next owner reads these records again
+        state: list[asyncio.Future[Any]] = []
+        for (topic, partition), writes in pending.items():
+            changelog = TopicPartition(topic, partition)
+            for key, value in writes.items():
+                sent = await self.producer.send(topic, value, key=key, partition=partition)
                 sent.add_done_callback(lambda done, tp=changelog: self._landed(tp, done))
-                sends.append(sent)
-        Progress.complete(held, sends)
+                state.append(sent)
+        for held, sends in taken:
+            Progress.complete(held, [*sends, *state])
 
     def _landed(self, tp: TopicPartition, sent: asyncio.Future[Any]) -> None:
         """Remember where a changelog record of ours landed (restore skips what is current)."""
