@@ -10,10 +10,10 @@ from . import crud
 from .delta import Collected, decode, delta_response
 from .errors import GraphError
 from .ids import derived_id, parse_iso
-from .odata import Query, order, project
+from .odata import Query, order, parse_query, project
 from .recurrence import graph_utc, local_start, occurrence_dates, to_utc, validate
-from .render import render
-from .routing import Context, Request, Response, Router
+from .render import DEFAULT_MEETING_PROVIDER, render
+from .routing import Context, Handler, Request, Response, Router
 from .store import Entity, Mailbox, Store
 
 
@@ -242,13 +242,16 @@ def _selected(item: dict[str, Any], query: Query) -> dict[str, Any]:
     return kept
 
 
-async def calendar_view(ctx: Context, req: Request, p: dict[str, str]) -> Response:
-    mailbox = ctx.store.user(p["u"])
+def _windowed(
+    ctx: Context, req: Request, mailbox: Mailbox, events: list[Entity], context: str
+) -> Response:
+    """``events`` (series expanded) within the request's window: ``$filter``, ``$orderby``
+    (else by start), paging, then ``$select``."""
     start, end, _ = _window(req)
     query = crud.query_for(ctx, req, "event", extra=("startDateTime", "endDateTime"))
     whole = replace(query, select=None)
     items: list[dict[str, Any]] = []
-    for event in mailbox.children("event", None):
+    for event in events:
         for _, item in _expand(ctx.store, mailbox, event, start, end, whole):
             if item is not None:
                 items.append(item)
@@ -259,12 +262,131 @@ async def calendar_view(ctx: Context, req: Request, p: dict[str, str]) -> Respon
     items = order(items, query.orderby, lambda i: i)
     page, next_link = crud.paginate(ctx, req, items, query)
     body: dict[str, Any] = {
-        "@odata.context": f"{req.base}/$metadata#users('{mailbox.id}')/calendarView",
+        "@odata.context": f"{req.base}/$metadata#{context}",
         "value": [_selected(i, query) for i in page],
     }
     if next_link is not None:
         body["@odata.nextLink"] = next_link
     return Response(200, body)
+
+
+async def calendar_view(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    events = mailbox.children("event", None)
+    return _windowed(ctx, req, mailbox, events, f"users('{mailbox.id}')/calendarView")
+
+
+async def list_instances(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    """``GET …/events/{id}/instances?startDateTime=…&endDateTime=…``: a series master's
+    occurrences and exceptions in the window (another event: itself, if in the window)."""
+    mailbox = ctx.store.user(p["u"])
+    found = _resolve(ctx.store, mailbox, p["e"])
+    context = f"users('{mailbox.id}')/events('{p['e']}')/instances"
+    if isinstance(found, tuple):
+        master, day = found
+        start, end, _ = _window(req)
+        query = crud.query_for(ctx, req, "event", extra=("startDateTime", "endDateTime"))
+        item = _instance(ctx.store, mailbox, master, day, replace(query, select=None))
+        inside = to_utc(item["start"]) < end and to_utc(item["end"]) > start
+        value = [_selected(item, query)] if inside else []
+        return Response(200, {"@odata.context": f"{req.base}/$metadata#{context}", "value": value})
+    events = [found]
+    if found.internal.get("type") == "seriesMaster":
+        events += [
+            e
+            for e in mailbox.children("event", None)
+            if e.internal.get("type") == "exception"
+            and e.internal.get("seriesMasterId") == found.id
+        ]
+    return _windowed(ctx, req, mailbox, events, context)
+
+
+_CALENDAR_FIELDS = frozenset(
+    {
+        "id",
+        "name",
+        "color",
+        "hexColor",
+        "isDefaultCalendar",
+        "changeKey",
+        "canShare",
+        "canViewPrivateItems",
+        "canEdit",
+        "allowedOnlineMeetingProviders",
+        "defaultOnlineMeetingProvider",
+        "isTallyingResponses",
+        "isRemovable",
+        "owner",
+    }
+)
+
+
+def _calendar_json(mailbox: Mailbox) -> dict[str, Any]:
+    """The mailbox's one (default) calendar as Graph shows a calendar."""
+    return {
+        "id": mailbox.calendar_id,
+        "name": "Calendar",
+        "color": "auto",
+        "hexColor": "",
+        "isDefaultCalendar": True,
+        "changeKey": derived_id("calendar-change-key", mailbox.calendar_id)[5:33],
+        "canShare": True,
+        "canViewPrivateItems": True,
+        "canEdit": True,
+        "allowedOnlineMeetingProviders": [DEFAULT_MEETING_PROVIDER],
+        "defaultOnlineMeetingProvider": DEFAULT_MEETING_PROVIDER,
+        "isTallyingResponses": True,
+        "isRemovable": False,
+        "owner": {"name": mailbox.display_name, "address": mailbox.mail},
+    }
+
+
+def _calendar(mailbox: Mailbox, key: str) -> None:
+    """404 unless ``key`` names the mailbox's calendar."""
+    if key != mailbox.calendar_id:
+        raise GraphError(
+            404, "ErrorItemNotFound", "The specified object was not found in the store."
+        )
+
+
+async def get_calendar(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    if "c" in p:
+        _calendar(mailbox, p["c"])
+        context = f"users('{mailbox.id}')/calendars/$entity"
+    else:
+        context = f"users('{mailbox.id}')/calendar/$entity"
+    query = parse_query(req.query, _CALENDAR_FIELDS)
+    body = {"@odata.context": f"{req.base}/$metadata#{context}"}
+    body.update(project(_calendar_json(mailbox), query.select))
+    return Response(200, body)
+
+
+async def list_calendars(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    query = parse_query(req.query, _CALENDAR_FIELDS, max_top=ctx.config.max_top)
+    calendars = [_calendar_json(mailbox)]
+    if query.filter is not None:
+        condition = query.filter
+        calendars = [c for c in calendars if condition(c, {})]
+    page, next_link = crud.paginate(ctx, req, calendars, query)
+    body: dict[str, Any] = {
+        "@odata.context": f"{req.base}/$metadata#users('{mailbox.id}')/calendars",
+        "value": [project(c, query.select) for c in page],
+    }
+    if next_link is not None:
+        body["@odata.nextLink"] = next_link
+    return Response(200, body)
+
+
+def _in_calendar(handler: Handler) -> Handler:
+    """``handler`` under ``/calendars/{c}``: 404 unless ``c`` is the mailbox's calendar."""
+
+    async def run(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+        _calendar(ctx.store.user(p["u"]), p["c"])
+        return await handler(ctx, req, p)
+
+    return run
 
 
 async def calendar_view_delta(ctx: Context, req: Request, p: dict[str, str]) -> Response:
@@ -317,12 +439,23 @@ async def calendar_view_delta(ctx: Context, req: Request, p: dict[str, str]) -> 
 def register(router: Router) -> None:
     """Add the calendar routes."""
     u = "/users/{u}"
-    for view in (f"{u}/calendarView", f"{u}/calendar/calendarView"):
-        router.add("GET", f"{view}/delta", calendar_view_delta)
-        router.add("GET", view, calendar_view)
-    for prefix in (f"{u}/events", f"{u}/calendar/events"):
-        router.add("GET", prefix, list_events)
-        router.add("POST", prefix, create_event)
-        router.add("GET", f"{prefix}/{{e}}", get_event)
-        router.add("PATCH", f"{prefix}/{{e}}", update_event)
-        router.add("DELETE", f"{prefix}/{{e}}", delete_event)
+    router.add("GET", f"{u}/calendar", get_calendar)
+    router.add("GET", f"{u}/calendars", list_calendars)
+    router.add("GET", f"{u}/calendars/{{c}}", get_calendar)
+    views = (f"{u}/calendarView", f"{u}/calendar/calendarView", f"{u}/calendars/{{c}}/calendarView")
+    for view in views:
+        wrap = _in_calendar if "{c}" in view else _same
+        router.add("GET", f"{view}/delta", wrap(calendar_view_delta))
+        router.add("GET", view, wrap(calendar_view))
+    for prefix in (f"{u}/events", f"{u}/calendar/events", f"{u}/calendars/{{c}}/events"):
+        wrap = _in_calendar if "{c}" in prefix else _same
+        router.add("GET", prefix, wrap(list_events))
+        router.add("POST", prefix, wrap(create_event))
+        router.add("GET", f"{prefix}/{{e}}", wrap(get_event))
+        router.add("PATCH", f"{prefix}/{{e}}", wrap(update_event))
+        router.add("DELETE", f"{prefix}/{{e}}", wrap(delete_event))
+        router.add("GET", f"{prefix}/{{e}}/instances", wrap(list_instances))
+
+
+def _same(handler: Handler) -> Handler:
+    return handler

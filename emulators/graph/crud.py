@@ -28,7 +28,7 @@ def expandable(kind: str) -> frozenset[str]:
     if kind in ("message", "event", "contact"):
         return frozenset({"singleValueExtendedProperties"})
     if kind == "todoTask":
-        return frozenset({"linkedResources", "extensions"})
+        return frozenset({"linkedResources", "extensions", "checklistItems"})
     return frozenset()
 
 
@@ -94,6 +94,10 @@ def shape(
     if "linkedResources" in query.expand:
         item["linkedResources"] = [
             render(mailbox, c) for c in mailbox.children("linkedResource", entity.id)
+        ]
+    if "checklistItems" in query.expand:
+        item["checklistItems"] = [
+            render(mailbox, c) for c in mailbox.children("checklistItem", entity.id)
         ]
     if "extensions" in query.expand:
         wanted = query.expand["extensions"]

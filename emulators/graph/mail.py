@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import html
 import os
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import getaddresses
 from typing import Any
 
 from . import crud
 from .delta import delta_response, entity_collector
 from .errors import GraphError
 from .ids import iso_z, new_item_id, utc_now
-from .routing import Context, Request, Response, Router
+from .routing import Context, Handler, Request, Response, Router
 from .schema import Invalid, boolean, validate_body
 from .store import Entity, Mailbox
 
@@ -167,6 +174,168 @@ async def move_message(ctx: Context, req: Request, p: dict[str, str]) -> Respons
     return crud.item_response(req, mailbox, message, _messages_ctx(mailbox), query, 201)
 
 
+async def copy_message(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    """``POST …/messages/{id}/copy``: a copy (a new item, a new id) in ``destinationId``."""
+    mailbox = ctx.store.user(p["u"])
+    message = _message(mailbox, p)
+    body = _action_body(req.json())
+    target = body.get("destinationid")
+    if not isinstance(target, str) or not target:
+        raise GraphError(400, "ErrorInvalidIdMalformed", "destinationId is required.")
+    folder = mailbox.mail_folder(target)
+    copy = ctx.store.create(mailbox, "message", folder.id, message.props, ext=dict(message.ext))
+    query = crud.query_for(ctx, req, "message")
+    return crud.item_response(req, mailbox, copy, _messages_ctx(mailbox), query, 201)
+
+
+_ANSWER_PARAMS = {
+    "createReply": {"comment", "message"},
+    "createReplyAll": {"comment", "message"},
+    "createForward": {"comment", "message", "torecipients"},
+}
+_PREFIX = {"createReply": "RE: ", "createReplyAll": "RE: ", "createForward": "FW: "}
+
+
+def _answer_params(req: Request, action: str) -> dict[str, Any]:
+    """The JSON parameters of a createReply/createReplyAll/createForward (all optional), or
+    the fields of a base64 MIME body (``Content-Type: text/plain``)."""
+    if not req.body.strip():
+        return {}
+    content_type = (req.header("Content-Type") or "").lower()
+    if content_type.startswith("text/plain"):
+        return {"message": _from_mime(req.body)}
+    body = _action_body(req.json())
+    allowed = _ANSWER_PARAMS[action]
+    for key in body:
+        if key not in allowed:
+            raise GraphError(
+                400, "RequestBodyRead", f"The parameter '{key}' is not valid for {action}."
+            )
+    comment = body.get("comment")
+    if comment is not None and not isinstance(comment, str):
+        raise GraphError(
+            400, "RequestBodyRead", f"Cannot convert the literal '{comment}' to 'Edm.String'."
+        )
+    out: dict[str, Any] = {"comment": comment}
+    if body.get("message") is not None:
+        out["message"] = validate_body("message", body["message"])
+    if body.get("torecipients") is not None:
+        out["toRecipients"] = validate_body("message", {"toRecipients": body["torecipients"]})[
+            "toRecipients"
+        ]
+    message = out.get("message") or {}
+    if comment is not None and "body" in message:
+        raise GraphError(
+            400,
+            "ErrorInvalidRequest",
+            "Specify either a comment or the body property of the message parameter, not both.",
+        )
+    if "toRecipients" in out and "toRecipients" in message:
+        raise GraphError(
+            400,
+            "ErrorInvalidRequest",
+            "Specify either the toRecipients parameter or the toRecipients property of the "
+            "message parameter, not both.",
+        )
+    return out
+
+
+def _from_mime(raw: bytes) -> dict[str, Any]:
+    """Message properties from base64 MIME content (Graph's 400 when it is not base64)."""
+    try:
+        data = base64.b64decode(b"".join(raw.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise GraphError(
+            400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content."
+        ) from None
+    mime = BytesParser(policy=policy.default).parsebytes(data)
+    props: dict[str, Any] = {}
+    if mime["Subject"] is not None:
+        props["subject"] = str(mime["Subject"])
+    for header, field in (("To", "toRecipients"), ("Cc", "ccRecipients"), ("Bcc", "bccRecipients")):
+        values = [str(v) for v in mime.get_all(header) or []]
+        if values:
+            props[field] = [
+                {"emailAddress": {"name": name or address, "address": address}}
+                for name, address in getaddresses(values)
+                if address
+            ]
+    part = (
+        mime.get_body(preferencelist=("html", "plain")) if isinstance(mime, EmailMessage) else None
+    )
+    if part is not None and isinstance(part, EmailMessage):
+        kind = "html" if part.get_content_subtype() == "html" else "text"
+        props["body"] = {"contentType": kind, "content": str(part.get_content())}
+    return props
+
+
+def _same_address(a: dict[str, Any], b: str) -> bool:
+    address = ((a or {}).get("emailAddress") or {}).get("address")
+    return isinstance(address, str) and address.lower() == b.lower()
+
+
+def _unique(recipients: list[dict[str, Any]], me: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for recipient in recipients:
+        address = ((recipient or {}).get("emailAddress") or {}).get("address")
+        if not isinstance(address, str) or address.lower() in seen or _same_address(recipient, me):
+            continue
+        seen.add(address.lower())
+        out.append(recipient)
+    return out
+
+
+def _quoted(original: dict[str, Any], comment: str | None) -> dict[str, Any]:
+    old = original.get("body") or {}
+    text = str(old.get("content") or "")
+    if old.get("contentType") != "html":
+        text = html.escape(text).replace("\n", "<br>")
+    sender = ((original.get("from") or {}).get("emailAddress") or {}).get("address") or ""
+    lead = f"<div>{html.escape(comment)}</div>" if comment else ""
+    return {
+        "contentType": "html",
+        "content": f"<html><body>{lead}<hr><div><b>From:</b> {html.escape(sender)}<br>"
+        f"<b>Subject:</b> {html.escape(str(original.get('subject') or ''))}</div>"
+        f"<div>{text}</div></body></html>",
+    }
+
+
+def _answer(action: str) -> Handler:
+    """``POST …/messages/{id}/createReply|createReplyAll|createForward``: a draft in Drafts."""
+
+    async def run(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+        mailbox = ctx.store.user(p["u"])
+        original = _message(mailbox, p).props
+        params = _answer_params(req, action)
+        given: dict[str, Any] = dict(params.get("message") or {})
+        subject = str(original.get("subject") or "")
+        draft: dict[str, Any] = {
+            "subject": _PREFIX[action] + subject,
+            "body": _quoted(original, params.get("comment")),
+            "conversationId": original.get("conversationId"),
+            "isDraft": True,
+        }
+        sender = list(original.get("replyTo") or [])
+        if not sender and original.get("from"):
+            sender = [original["from"]]
+        if action == "createReply":
+            draft["toRecipients"] = _unique(sender, "")
+        elif action == "createReplyAll":
+            everyone = list(sender) + list(original.get("toRecipients") or [])
+            draft["toRecipients"] = _unique(everyone, mailbox.mail)
+            draft["ccRecipients"] = _unique(list(original.get("ccRecipients") or []), mailbox.mail)
+        else:
+            draft["toRecipients"] = params.get("toRecipients") or []
+        draft.update(given)
+        props = _new_message_props(mailbox, draft)
+        made = ctx.store.create(mailbox, "message", mailbox.well_known["drafts"], props)
+        query = crud.query_for(ctx, req, "message")
+        return crud.item_response(req, mailbox, made, _messages_ctx(mailbox), query, 201)
+
+    return run
+
+
 def _action_body(body: Any) -> dict[str, Any]:
     """Action parameters, whose names Graph matches case-insensitively."""
     if not isinstance(body, dict):
@@ -320,6 +489,9 @@ def register(router: Router) -> None:
         router.add("PATCH", f"{prefix}/{{m}}", update_message)
         router.add("DELETE", f"{prefix}/{{m}}", delete_message)
         router.add("POST", f"{prefix}/{{m}}/move", move_message)
+        router.add("POST", f"{prefix}/{{m}}/copy", copy_message)
+        for action in _ANSWER_PARAMS:
+            router.add("POST", f"{prefix}/{{m}}/{action}", _answer(action))
         router.add("POST", f"{prefix}/{{m}}/send", send_draft)
         router.add("POST", f"{prefix}/{{m}}/permanentDelete", permanent_delete)
     router.add("POST", f"{u}/sendMail", send_mail)

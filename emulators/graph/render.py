@@ -229,6 +229,9 @@ def render(mailbox: Mailbox, entity: Entity) -> dict[str, Any]:
         }
     elif kind == "linkedResource":
         out = {"id": entity.id}
+    elif kind == "checklistItem":
+        out = {"displayName": "", "createdDateTime": entity.created, "isChecked": False}
+        out["id"] = entity.id
     else:
         out = dict(base)
     out.update(props)

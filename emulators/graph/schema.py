@@ -357,6 +357,12 @@ LINKED_RESOURCE: dict[str, Check] = {
     "externalId": string,
 }
 
+CHECKLIST_ITEM: dict[str, Check] = {
+    "displayName": string,
+    "isChecked": boolean,
+    "checkedDateTime": datetime_str,
+}
+
 SCHEMAS: dict[str, dict[str, Check]] = {
     "message": MESSAGE,
     "contact": CONTACT,
@@ -366,6 +372,7 @@ SCHEMAS: dict[str, dict[str, Check]] = {
     "contactFolder": CONTACT_FOLDER,
     "todoTaskList": TODO_LIST,
     "linkedResource": LINKED_RESOURCE,
+    "checklistItem": CHECKLIST_ITEM,
 }
 
 READ_ONLY = frozenset(

@@ -7,7 +7,8 @@ from typing import Any
 from . import crud, ext_body
 from .delta import delta_response, entity_collector
 from .errors import GraphError
-from .ids import utc_now
+from .ids import iso_z, new_guid, utc_now
+from .render import render
 from .routing import Context, Request, Response, Router
 from .schema import validate_body
 from .store import Entity, Mailbox
@@ -208,9 +209,107 @@ async def delete_resource(ctx: Context, req: Request, p: dict[str, str]) -> Resp
     return crud.no_content()
 
 
+async def lists_delta(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    """``GET /users/{id}/todo/lists/delta``: task lists added, changed or removed."""
+    mailbox = ctx.store.user(p["u"])
+    query = crud.query_for(ctx, req, "todoTaskList")
+    collect = entity_collector(mailbox, "todoTaskList", lambda e: True, None, query)
+    return delta_response(ctx, req, mailbox, "todoTaskList", "todoTaskList", collect)
+
+
+def _checklist_ctx(mailbox: Mailbox, task: Entity) -> str:
+    return f"users('{mailbox.id}')/todo/lists('{task.parent}')/tasks('{task.id}')/checklistItems"
+
+
+def _checked(props: dict[str, Any], was_checked: bool) -> dict[str, Any]:
+    """``checkedDateTime`` follows ``isChecked`` unless the body sets it."""
+    checked = props.get("isChecked")
+    if checked is True and not was_checked and "checkedDateTime" not in props:
+        props["checkedDateTime"] = iso_z(utc_now())
+    elif checked is False:
+        props["checkedDateTime"] = None
+    return props
+
+
+def _checklist_item(mailbox: Mailbox, p: dict[str, str]) -> tuple[Entity, Entity]:
+    _, task = _task(mailbox, p)
+    item = mailbox.get(p["i"], "checklistItem")
+    if item.parent != task.id:
+        raise GraphError(
+            404, "ErrorItemNotFound", "The specified object was not found in the store."
+        )
+    return task, item
+
+
+def _checklist_view(mailbox: Mailbox, entity: Entity) -> dict[str, Any]:
+    view = render(mailbox, entity)
+    if view.get("checkedDateTime") is None:
+        view.pop("checkedDateTime", None)
+    return view
+
+
+async def list_checklist(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    _, task = _task(mailbox, p)
+    query = crud.query_for(ctx, req, "checklistItem")
+    items = mailbox.children("checklistItem", task.id)
+    return crud.list_response(
+        ctx, req, mailbox, items, _checklist_ctx(mailbox, task), query, _checklist_view
+    )
+
+
+async def create_checklist_item(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    _, task = _task(mailbox, p)
+    props = validate_body("checklistItem", req.json())
+    if not isinstance(props.get("displayName"), str) or not props["displayName"].strip():
+        raise GraphError(400, "invalidRequest", "displayName is required.")
+    item = ctx.store.create(
+        mailbox, "checklistItem", task.id, _checked(props, False), item_id=new_guid(), notify=False
+    )
+    ctx.store.touch(mailbox, task)
+    query = crud.query_for(ctx, req, "checklistItem")
+    return crud.item_response(
+        req, mailbox, item, _checklist_ctx(mailbox, task), query, 201, _checklist_view
+    )
+
+
+async def get_checklist_item(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    task, item = _checklist_item(mailbox, p)
+    query = crud.query_for(ctx, req, "checklistItem")
+    return crud.item_response(
+        req, mailbox, item, _checklist_ctx(mailbox, task), query, renderer=_checklist_view
+    )
+
+
+async def update_checklist_item(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    task, item = _checklist_item(mailbox, p)
+    props = validate_body("checklistItem", req.json())
+    if "displayName" in props and not str(props["displayName"] or "").strip():
+        raise GraphError(400, "invalidRequest", "displayName cannot be empty.")
+    was = bool(item.props.get("isChecked"))
+    item.props.update(_checked(props, was))
+    ctx.store.touch(mailbox, task)
+    query = crud.query_for(ctx, req, "checklistItem")
+    return crud.item_response(
+        req, mailbox, item, _checklist_ctx(mailbox, task), query, renderer=_checklist_view
+    )
+
+
+async def delete_checklist_item(ctx: Context, req: Request, p: dict[str, str]) -> Response:
+    mailbox = ctx.store.user(p["u"])
+    task, item = _checklist_item(mailbox, p)
+    mailbox.entities.pop(item.id, None)
+    ctx.store.touch(mailbox, task)
+    return crud.no_content()
+
+
 def register(router: Router) -> None:
     """Add the To Do routes."""
     lists = "/users/{u}/todo/lists"
+    router.add("GET", f"{lists}/delta", lists_delta)
     router.add("GET", lists, list_lists)
     router.add("POST", lists, create_list)
     router.add("GET", f"{lists}/{{l}}", get_list)
@@ -229,3 +328,9 @@ def register(router: Router) -> None:
     router.add("GET", f"{res}/{{r}}", get_resource)
     router.add("PATCH", f"{res}/{{r}}", update_resource)
     router.add("DELETE", f"{res}/{{r}}", delete_resource)
+    checklist = f"{tasks}/{{t}}/checklistItems"
+    router.add("GET", checklist, list_checklist)
+    router.add("POST", checklist, create_checklist_item)
+    router.add("GET", f"{checklist}/{{i}}", get_checklist_item)
+    router.add("PATCH", f"{checklist}/{{i}}", update_checklist_item)
+    router.add("DELETE", f"{checklist}/{{i}}", delete_checklist_item)
