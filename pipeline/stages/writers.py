@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from connectors.base import CommandSink, MailboxMemory
 from pipeline.app import App, Stage, WindowSize
+from pipeline.ownership import MailboxOwnership
 from pipeline.settings import Settings
 from pipeline.stages.lanes import Held, Lanes, Progress
 from pipeline.stages.retry import GaveUpError, WritePolicy, apply_batch
@@ -61,11 +62,16 @@ def _item(job: _Job) -> Hashable:
 
 
 def writers_stage(
-    sinks: SinkFactory, policy: WritePolicy | None = None, window: WindowSize | None = None
+    sinks: SinkFactory,
+    policy: WritePolicy | None = None,
+    window: WindowSize | None = None,
+    *,
+    ownership: MailboxOwnership | None = None,
 ) -> Stage:
     """The writer stage applying commands through ``sinks`` with ``policy`` (default
     :class:`WritePolicy`); ``window.events`` bounds the open commands per partition. Each
-    side's :class:`CommandWriter` runs while the app runs; if it fails, the app crashes."""
+    side's :class:`CommandWriter` runs while the app runs; if it fails, the app crashes. The
+    Outlook writer's assignment decides ``ownership`` (which mailboxes this worker reads)."""
     retries = policy or WritePolicy()
     size = window or WindowSize(events=1_000)
 
@@ -74,7 +80,15 @@ def writers_stage(
         for side in sides:
             app.run(
                 f"writers-{side}",
-                partial(CommandWriter, settings, side, sinks, policy=retries, max_held=size.events),
+                partial(
+                    CommandWriter,
+                    settings,
+                    side,
+                    sinks,
+                    policy=retries,
+                    max_held=size.events,
+                    ownership=ownership if side == "outlook" else None,
+                ),
             )
 
     return register
@@ -93,6 +107,7 @@ class CommandWriter(GroupConsumer):
         policy: WritePolicy | None = None,
         max_held: int = 1_000,
         commit_interval_s: float = 0.5,
+        ownership: MailboxOwnership | None = None,
     ) -> None:
         if max_held < 2:
             raise ValueError("max_held must be >= 2")
@@ -116,6 +131,8 @@ class CommandWriter(GroupConsumer):
         self._lanes: Lanes[_Job] = Lanes(self._write, item_of=_item, max_batch=BATCH[side])
         self._paused: set[TopicPartition] = set()
         self._written: set[tuple[Side, str, str]] = set()
+        self._ownership = ownership
+        self._topic = self._topics[0]
 
     async def _take(self, tp: TopicPartition, record: Record) -> None:
         self._lanes.check()
@@ -166,9 +183,18 @@ class CommandWriter(GroupConsumer):
                 sent = await self.producer.send(self._outcomes, dumps(result), key=key)
             Progress.complete(held, [sent])
 
+    async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        if self._ownership is not None:
+            await self._ownership.assigned(
+                tp.partition for tp in assigned if tp.topic == self._topic
+            )
+
     async def _release(self) -> None:
         """Cancel every lane: nothing more is written for the partitions being revoked; the
-        sinks forget what they learnt of those mailboxes (another worker may write them)."""
+        sinks forget what they learnt of those mailboxes (another worker may write them), and
+        the mailboxes' readers stop (:class:`pipeline.ownership.MailboxOwnership`)."""
+        if self._ownership is not None:
+            await self._ownership.released()
         await self._lanes.drop()
         self._paused.clear()
         written, self._written = self._written, set()

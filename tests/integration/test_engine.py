@@ -18,6 +18,7 @@ from connectors.errors import TransientError
 from connectors.memory import MemoryItem, MemorySide, MemorySink
 from pipeline.app import App, build_app
 from pipeline.cli.topics import ensure_topics
+from pipeline.ownership import MailboxOwnership, partition_of
 from pipeline.plan import MailboxRules
 from pipeline.settings import KafkaSettings, Settings
 from pipeline.stages.engine import StaticRules, engine_stage
@@ -239,6 +240,33 @@ async def test_a_writer_letting_go_of_its_partitions_makes_the_sinks_forget(rig:
     finally:
         await app.stop()
     assert rig.forgotten == [MBX]
+
+
+async def test_the_outlook_writers_assignment_decides_which_mailboxes_this_worker_owns(
+    rig: Rig,
+) -> None:
+    """Ownership follows the Outlook writer's partitions: all of them for a lone worker once
+    assigned, none (listeners awaited) once it lets go."""
+    ownership = MailboxOwnership(rig.kafka.partitions)
+    seen: list[frozenset[int]] = []
+
+    async def listener(owned: frozenset[int]) -> None:
+        seen.append(owned)
+
+    ownership.listen(listener)
+    app = build_app(rig.settings, [writers_stage(rig.sink, ownership=ownership)])
+    await app.start()
+    try:
+        for _ in range(200):
+            if ownership.owned:
+                break
+            await asyncio.sleep(0.05)
+        assert ownership.owned == frozenset({0, 1})
+        assert ownership.owns(MBX) and partition_of(MBX, 2) in ownership.owned
+    finally:
+        await app.stop()
+    assert ownership.owned == frozenset() and not ownership.owns(MBX)
+    assert seen[0] == frozenset({0, 1}) and seen[-1] == frozenset()
 
 
 async def test_restart_loses_nothing(rig: Rig) -> None:
