@@ -1,4 +1,4 @@
-"""One active reader per (organisation, table), also with several workers.
+"""One active reader per stream (an organisation's CRM table), also with several workers.
 
 Workers join one Kafka consumer group on a coordination topic (any topic with N partitions; the
 compacted ``cursors`` topic fits, its records are never consumed: partitions stay paused). The
@@ -6,8 +6,9 @@ reader of stream ``crm:<org>:<table>`` runs on the worker that owns partition
 ``murmur2(stream) % N`` — Kafka's own key partitioner, so it is also the partition that stream's
 cursor lives in. On a rebalance, readers of revoked partitions are cancelled and awaited
 before the group moves on (aiokafka awaits the revoke callback), then the new owner starts them
-from the stored cursor. A worker that stalls past the session timeout may overlap with its
-successor for a moment; the seen-set and cursor then repeat records, never lose them.
+from the stored cursor. The set of streams follows the configuration (:meth:`set_readers`). A
+worker that stalls past the session timeout may overlap with its successor for a moment; the
+seen-set and cursor then repeat records, never lose them.
 """
 
 from __future__ import annotations
@@ -15,23 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.partitioner import murmur2
+
+from pipeline.ownership import partition_of
 
 log = logging.getLogger(__name__)
 
 ReaderFactory = Callable[[], Coroutine[Any, Any, None]]
 """Starts one stream's reader loop (runs until cancelled)."""
-
-
-def owner_partition(stream: str, partitions: int) -> int:
-    """The coordination partition whose owner runs ``stream`` (Kafka's default partitioner)."""
-    if partitions < 1:
-        raise ValueError("partitions must be >= 1")
-    return (int(murmur2(stream.encode("utf-8"))) & 0x7FFFFFFF) % partitions
 
 
 class ReaderAssignment:
@@ -43,11 +38,11 @@ class ReaderAssignment:
         *,
         topic: str,
         group_id: str,
-        readers: Mapping[str, ReaderFactory],
+        readers: Mapping[str, ReaderFactory] | None = None,
         session_timeout_ms: int = 10_000,
     ) -> None:
         self._topic = topic
-        self._readers = dict(readers)
+        self._readers: dict[str, ReaderFactory] = dict(readers or {})
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group_id,
@@ -57,6 +52,7 @@ class ReaderAssignment:
         )
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._partitions = 0
+        self._owned: set[int] = set()
         self._poll: asyncio.Task[None] | None = None
 
     @property
@@ -84,23 +80,43 @@ class ReaderAssignment:
         await self._stop_streams(list(self._tasks))
         await self._consumer.stop()
 
-    def _streams_of(self, partitions: Any) -> list[str]:
+    async def set_readers(self, readers: Mapping[str, ReaderFactory]) -> None:
+        """The streams wanted now: readers of streams no longer wanted stop, new streams whose
+        partition this worker owns start."""
+        gone = [s for s in self._tasks if s not in readers]
+        self._readers = dict(readers)
+        await self._stop_streams(gone)
+        self._start_streams(self._owned_streams())
+
+    def _count(self) -> int:
         if not self._partitions:
             self._partitions = len(self._consumer.partitions_for_topic(self._topic) or ())
         if not self._partitions:
             raise RuntimeError(f"coordination topic {self._topic!r} has no partitions")
-        owned = {tp.partition for tp in partitions if tp.topic == self._topic}
-        return [s for s in self._readers if owner_partition(s, self._partitions) in owned]
+        return self._partitions
 
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self._stop_streams(self._streams_of(revoked))
+    def _owned_streams(self, partitions: Iterable[int] | None = None) -> list[str]:
+        owned = self._owned if partitions is None else set(partitions)
+        if not owned:
+            return []
+        count = self._count()
+        return [s for s in self._readers if partition_of(s, count) in owned]
 
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self._consumer.pause(*assigned)
-        for stream in self._streams_of(assigned):
+    def _start_streams(self, streams: Iterable[str]) -> None:
+        for stream in streams:
             if stream not in self.running:
                 log.info("starting reader %s", stream)
                 self._tasks[stream] = asyncio.create_task(self._readers[stream]())
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        parts = {tp.partition for tp in revoked if tp.topic == self._topic}
+        self._owned -= parts
+        await self._stop_streams(self._owned_streams(parts))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._consumer.pause(*assigned)
+        self._owned |= {tp.partition for tp in assigned if tp.topic == self._topic}
+        self._start_streams(self._owned_streams())
 
     async def _stop_streams(self, streams: list[str]) -> None:
         tasks = [self._tasks.pop(s) for s in streams if s in self._tasks]
