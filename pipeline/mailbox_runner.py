@@ -8,6 +8,12 @@ stream list (a To Do list id may be stale) and tries once more; if that fails th
 mailbox becomes *failing*: the runtime raises an alert, records the state and drops its
 subscriptions, the reader tries again ``failing_tries`` times ``failing_retry_s`` apart, each
 time from freshly looked-up ids and subscriptions, and then the mailbox is disabled.
+
+Between passes the runner waits as a :class:`connectors.pacing.Pacer` says: ``poll_s`` after a
+pass that published changes, growing to ``max_poll_s`` while passes find nothing; ``wake()``
+(a webhook pass of the mailbox found changes) brings it back to ``poll_s`` at once. With
+``full_every_s`` a full pass (every stream, subscriptions ensured) runs at least that often: the
+safety net under webhooks, in case a notification was lost.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, TypeAlias
 
 from connectors.errors import AuthError, ConnectorError, ForbiddenError, NotFoundError
+from connectors.pacing import Pacer, idle
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +49,9 @@ MAILBOX_CODES = frozenset(
 
 RunnerState: TypeAlias = Literal["ok", "retrying", "failing", "disabled"]
 
-SyncPass = Callable[[bool], Awaitable[None]]
-"""One pass over the mailbox; ``True``: a full one (subscriptions ensured, every stream)."""
+SyncPass = Callable[[bool], Awaitable[int]]
+"""One pass over the mailbox; ``True``: a full one (subscriptions ensured, every stream).
+Returns how many changes it published."""
 
 
 def mailbox_level(exc: BaseException) -> bool:
@@ -68,6 +76,11 @@ class RunnerPolicy:
     """How one mailbox's reader polls and retries."""
 
     poll_s: float = 1.0
+    """The wait after a pass that published changes (the floor)."""
+    max_poll_s: float | None = None
+    """The wait idle passes grow to (None: ``poll_s``, no growth)."""
+    full_every_s: float | None = None
+    """A full pass at least this often (None: only the first and after failing)."""
     restart_delay_s: float = 2.0
     max_restart_delay_s: float = 60.0
     summary_every_s: float = 60.0
@@ -78,6 +91,10 @@ class RunnerPolicy:
         for name in ("poll_s", "restart_delay_s", "max_restart_delay_s", "summary_every_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
+        if self.max_poll_s is not None and not self.max_poll_s >= self.poll_s:
+            raise ValueError("max_poll_s must be >= poll_s")
+        if self.full_every_s is not None and not self.full_every_s > 0:
+            raise ValueError("full_every_s must be > 0")
         if self.max_restart_delay_s < self.restart_delay_s:
             raise ValueError("max_restart_delay_s must be >= restart_delay_s")
         if self.failing_tries < 1 or not self.failing_retry_s > 0:
@@ -112,6 +129,7 @@ class MailboxRunner:
         policy: RunnerPolicy,
         *,
         clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self.mailbox_id = mailbox_id
         self.label = label
@@ -119,20 +137,47 @@ class MailboxRunner:
         self._hooks = hooks
         self.policy = policy
         self._clock = clock
+        self.pacer = Pacer(policy.poll_s, policy.max_poll_s, rand=rand)
+        """How long it waits between passes (read it; the runner drives it)."""
+        self._woken = asyncio.Event()
+        self._last_full: float | None = None
         self.state: RunnerState = "ok"
         self.passes = 0
+        self.full_passes = 0
+        self.wakes = 0
+        self.wait_s = policy.poll_s
+        """The wait after the last pass."""
         self.failed_tries = 0
         self.last_error: str | None = None
         self._retries = 0
         self._since = 0.0
         self._logged = 0.0
 
+    def wake(self) -> None:
+        """Changes were seen elsewhere (a webhook pass): back to ``poll_s``, and end the
+        current wait so the next pass runs now."""
+        self.wakes += 1
+        self.pacer.reset()
+        self._woken.set()
+
+    def _full_due(self) -> bool:
+        every, last = self.policy.full_every_s, self._last_full
+        return every is not None and last is not None and self._clock() - last >= every
+
+    def _next_wait(self, published: int) -> float:
+        wait = self.pacer.next_wait(published > 0)
+        every, last = self.policy.full_every_s, self._last_full
+        if every is not None and last is not None:
+            wait = min(wait, max(0.0, last + every - self._clock()))
+        return wait
+
     async def run(self) -> None:
-        """Pass, sleep, pass again; failures as the module docstring says."""
+        """Pass, wait, pass again; failures as the module docstring says."""
         full, refreshed = True, False
         while True:
+            full = full or self._full_due()
             try:
-                await self._sync(full)
+                published = await self._sync(full)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -149,9 +194,13 @@ class MailboxRunner:
                     return
                 full, refreshed = True, True  # _failing forgot the caches: rebuild them all
                 continue
+            if full:
+                self.full_passes += 1
+                self._last_full = self._clock()
             refreshed, full = False, False
             await self._succeeded()
-            await asyncio.sleep(self.policy.poll_s)
+            self.wait_s = self._next_wait(published)
+            await idle(self.wait_s, self._woken)
 
     async def _succeeded(self) -> None:
         self.passes += 1

@@ -1,17 +1,22 @@
 """One running pipeline in one process: the stages (fan-out, engine, writers with the real
 Graph and Dataverse sinks) and the readers that feed them.
 
-- CRM: one change-tracking reader per (organisation, table), polling every ``crm_poll_s``,
-  publishing to ``crm.raw`` then storing the deltaLink in ``cursors``.
+- CRM: one change-tracking reader per (organisation, table), publishing to ``crm.raw`` then
+  storing the deltaLink in ``cursors``; it polls every ``crm_poll_s`` while rows change and
+  backs off to ``crm_poll_max_s`` while the table is idle.
 - Outlook: per enabled mailbox, one delta stream per synced mail folder, contacts, a calendar
   window and each To Do list, publishing to ``changes.outlook``. With
   ``settings.graph.notification_url`` the webhook receiver runs here, subscriptions are kept
-  alive, notifications drive delta passes and only To Do (no app-only webhooks) is polled;
-  otherwise every stream is polled every ``outlook_poll_s``. Each mailbox's reader runs under a
-  :class:`pipeline.mailbox_runner.MailboxRunner`: passing failures back off; a mailbox Graph
-  refuses is marked failing (alert to ``dlq``, ``failing_since``/``last_error`` on its config
-  record, subscriptions and cached To Do list ids dropped), retried ``settings.health``
-  ``failing_tries`` times ``failing_retry_s`` apart, then disabled in the config.
+  alive, notifications drive delta passes, only To Do (no app-only webhooks) is polled, and a
+  full pass every ``safety_net_s`` catches a lost notification; otherwise every stream is
+  polled. Polls run every ``outlook_poll_s`` while they find changes and back off to
+  :meth:`RuntimeOptions.outlook_ceiling` while the mailbox is idle; a notification pass that
+  found changes brings the mailbox's polling back to ``outlook_poll_s``. Each mailbox's reader
+  runs under a :class:`pipeline.mailbox_runner.MailboxRunner`: passing failures back off; a
+  mailbox Graph refuses is marked failing (alert to ``dlq``, ``failing_since``/``last_error``
+  on its config record, subscriptions and cached To Do list ids dropped), retried
+  ``settings.health`` ``failing_tries`` times ``failing_retry_s`` apart, then disabled in the
+  config.
 
 ``Pipeline.refresh(snapshot)`` applies a new configuration snapshot: readers of new enabled
 mailboxes and organisations start, those of removed or disabled ones stop; the engine reads its
@@ -46,6 +51,7 @@ from connectors.graph.subscriptions import (
 )
 from connectors.graph.sync import OutlookReader
 from connectors.http import RetryPolicy
+from connectors.pacing import Pacer
 from connectors.store import KafkaCursorStore, KafkaPublisher
 from pipeline.app import App, build_app
 from pipeline.config_store import ConfigSnapshot, ConfigStore
@@ -82,12 +88,30 @@ WEBHOOK_KINDS: tuple[Kind, ...] = ("email", "contact", "appointment")
 APP_STOP_TIMEOUT_S = 30.0
 
 
+#: The default idle ceiling of Outlook polling with webhooks: only To Do is polled (one
+#: request per list per pass), so an idle mailbox costs about 1 request a minute, plus its
+#: safety-net passes.
+OUTLOOK_IDLE_WEBHOOKS_S = 60.0
+#: ... and without: every stream is polled (two mail folders, contacts, the calendar, To Do:
+#: five requests a pass), so an idle mailbox costs about 1.7 requests a minute.
+OUTLOOK_IDLE_POLLING_S = 180.0
+
+
 @dataclass(frozen=True, slots=True)
 class RuntimeOptions:
     """How often the readers poll and what they read."""
 
     crm_poll_s: float = 1.0
+    """A CRM table's poll interval while its rows change."""
+    crm_poll_max_s: float = 60.0
+    """What it grows to while the table is idle (one request a minute)."""
     outlook_poll_s: float = 1.0
+    """A mailbox's poll interval while its polls find changes."""
+    outlook_poll_max_s: float | None = None
+    """What it grows to while the mailbox is idle; None: ``OUTLOOK_IDLE_WEBHOOKS_S`` with
+    webhooks, ``OUTLOOK_IDLE_POLLING_S`` without (never below ``outlook_poll_s``)."""
+    safety_net_s: float = 900.0
+    """With webhooks: a pass over every stream of a mailbox at least this often."""
     crm_tables: tuple[CrmTable, ...] = CRM_TABLES
     mail_folders: tuple[str, ...] = ("inbox", "sentitems")
     todo: bool = True
@@ -101,18 +125,35 @@ class RuntimeOptions:
     def __post_init__(self) -> None:
         for name in (
             "crm_poll_s",
+            "crm_poll_max_s",
             "outlook_poll_s",
+            "outlook_poll_max_s",
             "restart_delay_s",
             "max_restart_delay_s",
             "failure_summary_s",
         ):
             value = getattr(self, name)
-            if not 0 < value <= 3600:
+            if value is not None and not 0 < value <= 3600:
                 raise ValueError(f"{name} must be within (0, 3600] seconds, got {value!r}")
+        if not 0 < self.safety_net_s <= 86_400:
+            raise ValueError(
+                f"safety_net_s must be within (0, 86400] seconds, got {self.safety_net_s!r}"
+            )
+        if self.crm_poll_max_s < self.crm_poll_s:
+            raise ValueError("crm_poll_max_s must be >= crm_poll_s")
+        if self.outlook_poll_max_s is not None and self.outlook_poll_max_s < self.outlook_poll_s:
+            raise ValueError("outlook_poll_max_s must be >= outlook_poll_s")
         if self.max_restart_delay_s < self.restart_delay_s:
             raise ValueError("max_restart_delay_s must be >= restart_delay_s")
         if not self.crm_tables:
             raise ValueError("crm_tables must name at least one table")
+
+    def outlook_ceiling(self, webhooks: bool) -> float:
+        """What an idle mailbox's poll interval grows to, with or without webhooks."""
+        if self.outlook_poll_max_s is not None:
+            return self.outlook_poll_max_s
+        default = OUTLOOK_IDLE_WEBHOOKS_S if webhooks else OUTLOOK_IDLE_POLLING_S
+        return max(default, self.outlook_poll_s)
 
 
 # ------------------------------------------------------------------------------------ readers
@@ -197,6 +238,10 @@ class Pipeline:
         runner = self._runners.get(mailbox_id)
         return None if runner is None else runner.state
 
+    def mailbox_runner(self, mailbox_id: str) -> MailboxRunner | None:
+        """The mailbox's Outlook reader in this process (its passes, waits, wakes), if any."""
+        return self._runners.get(mailbox_id)
+
     def enabled_mailboxes(self) -> list[Mailbox]:
         """The mailboxes that sync now (enabled, organisation known)."""
         snap = self._config
@@ -247,6 +292,7 @@ class Pipeline:
             self._publisher,
             self._cursors,
             changes_topic=topic_name(CHANGES_OUTLOOK, kafka),
+            on_changes=self._outlook_active,
         )
         if settings.graph.notification_url is not None:
             await self._start_webhooks(settings.graph.notification_url.rstrip("/"))
@@ -395,7 +441,7 @@ class Pipeline:
             cursors,
             raw_topic=topic_name(CRM_RAW, self._kafka),
         )
-        interval = self.options.crm_poll_s
+        options = self.options
         pending = resync
 
         async def body() -> None:
@@ -410,7 +456,7 @@ class Pipeline:
                 key = f"{MEMBERS_KEY}{source.org_id}:{source.table}"
                 await cursors.put(key, "\n".join(sorted(pending)))  # after: a crash resyncs
                 pending = None
-            await reader.run(interval_s=interval)
+            await reader.run(Pacer(options.crm_poll_s, options.crm_poll_max_s))
 
         await _supervise(f"CRM reader {source.stream_id}", body, self.options.restart_delay_s)
 
@@ -441,17 +487,18 @@ class Pipeline:
         if not webhooks:
             kinds = (*kinds, "task")
 
-        async def sync(full: bool) -> None:
-            if full:  # every stream once: the initial sync, catching up, or after failing
-                if self._subscriptions is not None:
-                    await self._subscriptions.ensure(mailbox_id)
-                await reader.sync_mailbox(mailbox_id)
-            else:
-                await reader.sync_mailbox(mailbox_id, kinds)
+        async def sync(full: bool) -> int:
+            # full: every stream once: the initial sync, the safety net, or after failing
+            if full and self._subscriptions is not None:
+                await self._subscriptions.ensure(mailbox_id)
+            results = await reader.sync_mailbox(mailbox_id, None if full else kinds)
+            return sum(r.published for r in results)
 
         options, health = self.options, self.settings.health
         policy = RunnerPolicy(
             poll_s=options.outlook_poll_s,
+            max_poll_s=options.outlook_ceiling(webhooks),
+            full_every_s=options.safety_net_s if webhooks else None,
             restart_delay_s=options.restart_delay_s,
             max_restart_delay_s=options.max_restart_delay_s,
             summary_every_s=options.failure_summary_s,
@@ -463,6 +510,12 @@ class Pipeline:
         runner = MailboxRunner(mailbox_id, label, sync, _Hooks(self), policy)
         self._runners[mailbox_id] = runner
         await runner.run()
+
+    def _outlook_active(self, mailbox_id: str) -> None:
+        """A notification pass found changes in the mailbox: poll its To Do soon again."""
+        runner = self._runners.get(mailbox_id)
+        if runner is not None:
+            runner.wake()
 
     async def _mailbox_failing(self, mailbox_id: str, error: str) -> None:
         """Alert, drop what is cached of the mailbox, and record the failing state."""

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from connectors.dataverse.ids import change_id
 from connectors.dataverse.reader import DataverseChangeSource
 from connectors.errors import ConnectorError, CursorExpiredError
+from connectors.pacing import Pacer
 from connectors.store import CursorStore, Publisher
 from schemas.codec import dumps
 from schemas.models import ItemChange
@@ -62,6 +63,8 @@ class CrmTableReader:
         self._cursors = cursors
         self._topic = raw_topic
         self._clock = clock or (lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        self.wait_s = 0.0
+        """The wait after the last round of :meth:`run`."""
 
     @property
     def cursor_key(self) -> str:
@@ -84,19 +87,23 @@ class CrmTableReader:
         it should hold already exist). Downstream drops what it already has by version."""
         return await self._round(None, republish=True)
 
-    async def run(self, *, interval_s: float, stop: asyncio.Event | None = None) -> None:
-        """Rounds every ``interval_s`` until ``stop`` is set (retriable errors are retried)."""
+    async def run(self, pacer: Pacer, *, stop: asyncio.Event | None = None) -> None:
+        """Rounds until ``stop`` is set, each after the wait ``pacer`` gives: its floor after a
+        round that published rows, growing to its ceiling while rounds publish nothing (a
+        failed round counts as one that published nothing, so failures back off too)."""
         stop = stop or asyncio.Event()
         while not stop.is_set():
+            published = 0
             try:
-                await self.run_once()
+                published = (await self.run_once()).published
             except ConnectorError as exc:
                 if not exc.retriable:
                     log.error("%s: round failed: %s", self.cursor_key, exc)
                 else:
                     log.warning("%s: round failed, will retry: %s", self.cursor_key, exc)
+            self.wait_s = pacer.next_wait(published > 0)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+                await asyncio.wait_for(stop.wait(), timeout=self.wait_s)
 
     def _seen(self) -> dict[str, str]:
         prefix = seen_prefix(self.cursor_key)

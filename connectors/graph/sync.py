@@ -6,7 +6,6 @@ store the stream's deltaLink in the cursors topic. A kill at any point re-reads;
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -48,7 +47,9 @@ StreamsFor = Callable[[str], Awaitable[Sequence[GraphDeltaSource]]]
 
 
 class OutlookReader:
-    """Runs delta passes for mailboxes and publishes their changes."""
+    """Runs delta passes for mailboxes and publishes their changes. ``on_changes(mailbox)``
+    is called after a notification-driven pass of the mailbox published changes (its user is
+    active: a poller may want to look again soon)."""
 
     def __init__(
         self,
@@ -57,11 +58,13 @@ class OutlookReader:
         cursors: CursorStore,
         *,
         changes_topic: str,
+        on_changes: Callable[[str], None] | None = None,
     ) -> None:
         self._streams_for = streams_for
         self._publisher = publisher
         self._cursors = cursors
         self._topic = changes_topic
+        self._on_changes = on_changes
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def sync_stream(self, source: GraphDeltaSource) -> PassResult:
@@ -122,8 +125,10 @@ class OutlookReader:
                 kinds.add(RESOURCE_TO_KIND[rec.resource_kind])
         passes = [self.sync_mailbox(m, k) for m, k in wanted.items()]
         out: list[PassResult] = []
-        for results in await asyncio.gather(*passes):
+        for mailbox, results in zip(wanted, await asyncio.gather(*passes), strict=True):
             out.extend(results)
+            if self._on_changes is not None and any(r.published for r in results):
+                self._on_changes(mailbox)
         return out
 
     async def consume(self, consumer: AIOKafkaConsumer, *, window_ms: int = 500) -> None:
@@ -151,14 +156,3 @@ class OutlookReader:
                     log.warning("delta pass failed, retrying: %s", exc)
                     await asyncio.sleep(1.0)
             await consumer.commit()
-
-    async def poll(
-        self, mailboxes: Callable[[], Sequence[str]], kinds: Iterable[Kind], *, interval_s: float
-    ) -> None:
-        """Poll the streams of ``kinds`` (To Do: no app-only webhooks) every ``interval_s``."""
-        chosen = list(kinds)
-        while True:
-            for mailbox in mailboxes():
-                with contextlib.suppress(ConnectorError):
-                    await self.sync_mailbox(mailbox, chosen)
-            await asyncio.sleep(interval_s)

@@ -22,11 +22,15 @@ import os
 import signal
 import stat
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from pipeline.cli.main import UsageError
 from pipeline.logs import RepeatedFailure, configure_logging
 from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.runtime import RuntimeOptions
 
 log = logging.getLogger("dynasync.run")
 
@@ -34,14 +38,39 @@ log = logging.getLogger("dynasync.run")
 READY_LINE = "dynasync run: ready"
 
 
-def _seconds(text: str) -> float:
+def _seconds_upto(limit: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+        if not math.isfinite(value) or not 0 < value <= limit:
+            raise argparse.ArgumentTypeError(
+                f"expected seconds within (0, {limit:g}], got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+_seconds = _seconds_upto(3600)
+
+
+def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
+    """The readers' options from ``dynasync run``'s arguments; :class:`UsageError` if they
+    do not fit together (a ceiling below its floor)."""
+    from pipeline.runtime import RuntimeOptions
+
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not math.isfinite(value) or not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"expected seconds within (0, 3600], got {text!r}")
-    return value
+        return RuntimeOptions(
+            crm_poll_s=args.crm_poll,
+            crm_poll_max_s=args.crm_poll_max,
+            outlook_poll_s=args.outlook_poll,
+            outlook_poll_max_s=args.outlook_poll_max,
+            safety_net_s=args.safety_net,
+        )
+    except ValueError as exc:
+        raise UsageError(f"invalid poll options: {exc}") from None
 
 
 #: Longest token file read (a bearer token is a few KB at most).
@@ -110,29 +139,33 @@ def run_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 async def run_pipeline(
     settings: Settings,
     *,
-    crm_poll_s: float,
-    outlook_poll_s: float,
+    options: RuntimeOptions,
     config_refresh_s: float,
     stop: asyncio.Event,
 ) -> int:
     """Run until ``stop`` is set (0) or the stream processor crashes (1)."""
     from pipeline.cli.topics import ensure_topics
     from pipeline.config_store import ConfigStore
-    from pipeline.runtime import Pipeline, RuntimeOptions
+    from pipeline.runtime import Pipeline
 
     await ensure_topics(settings.kafka)
-    options = RuntimeOptions(crm_poll_s=crm_poll_s, outlook_poll_s=outlook_poll_s)
     async with ConfigStore(settings.kafka) as store:
         for problem in store.snapshot.problems:
             log.warning("config: %s", problem)
         async with Pipeline(settings, store.snapshot, options) as pipeline:
             names = [m.mailbox_id for m in pipeline.enabled_mailboxes()]
+            webhooks = pipeline.receiver_url is not None
             log.info(
-                "%s (Kafka %s, %d enabled mailbox(es), webhooks %s)",
+                "%s (Kafka %s, %d enabled mailbox(es), webhooks %s; polls back off to %g s "
+                "(Outlook) and %g s (CRM) while idle)",
                 READY_LINE,
                 settings.kafka.bootstrap,
                 len(names),
-                "on" if pipeline.receiver_url else "off (polling)",
+                f"on, every stream read at least every {options.safety_net_s:g} s"
+                if webhooks
+                else "off (polling)",
+                options.outlook_ceiling(webhooks),
+                options.crm_poll_max_s,
             )
             next_refresh = time.monotonic() + config_refresh_s
             reload = RepeatedFailure("config reload", log)
@@ -171,6 +204,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline.cli.main import load_settings
 
     settings = load_settings(run_overrides(args))
+    options = runtime_options(args)
     configure_logging(args.log_level or settings.log_level)
 
     async def main() -> int:
@@ -181,8 +215,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
         return await run_pipeline(
             settings,
-            crm_poll_s=args.crm_poll,
-            outlook_poll_s=args.outlook_poll,
+            options=options,
             config_refresh_s=args.config_refresh,
             stop=stop,
         )
@@ -217,8 +250,43 @@ def add_pipeline_commands(sub: Any) -> None:
         help="log level (default DYNASYNC_LOG_LEVEL or INFO); only DEBUG logs every HTTP request",
     )
     run.add_argument("--notification-url", help="public base URL of the webhook receiver")
-    run.add_argument("--crm-poll", type=_seconds, default=1.0, help="CRM poll interval (s)")
-    run.add_argument("--outlook-poll", type=_seconds, default=1.0, help="Outlook poll (s)")
+    run.add_argument(
+        "--crm-poll",
+        type=_seconds,
+        default=1.0,
+        metavar="S",
+        help="CRM poll interval while rows change (s; 1)",
+    )
+    run.add_argument(
+        "--crm-poll-max",
+        type=_seconds,
+        default=60.0,
+        metavar="S",
+        help="what an idle CRM table's poll interval grows to (s; 60: one request a minute)",
+    )
+    run.add_argument(
+        "--outlook-poll",
+        type=_seconds,
+        default=1.0,
+        metavar="S",
+        help="Outlook poll interval while changes come (s; 1)",
+    )
+    run.add_argument(
+        "--outlook-poll-max",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="what an idle mailbox's poll interval grows to (s; default 60 with webhooks, "
+        "where only To Do is polled, 180 without)",
+    )
+    run.add_argument(
+        "--safety-net",
+        type=_seconds_upto(86_400),
+        default=900.0,
+        metavar="S",
+        help="with webhooks: read every stream of a mailbox at least this often, in case a "
+        "notification was lost (s; 900)",
+    )
     run.add_argument(
         "--config-refresh", type=_seconds, default=5.0, help="config reload interval (s)"
     )

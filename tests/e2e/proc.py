@@ -67,10 +67,9 @@ class PipelineProcess:
                 s.kafka.bootstrap,
                 "--graph-url",
                 s.graph.base_url,
-                "--crm-poll",
-                str(self.poll_s),
-                "--outlook-poll",
-                str(self.poll_s),
+                # steady polls: these tests time recoveries, not idle backoff
+                *("--crm-poll", str(self.poll_s), "--crm-poll-max", str(self.poll_s)),
+                *("--outlook-poll", str(self.poll_s), "--outlook-poll-max", str(self.poll_s)),
                 "--config-refresh",
                 str(self.config_refresh_s),
                 env=self._env(),

@@ -77,6 +77,7 @@ async def stack(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[Stack]:
         proc = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "pipeline.cli", "run", "--bootstrap", kafka_bootstrap),
             *("--graph-url", f"{graph_url}/v1.0", "--crm-poll", "0.3", "--outlook-poll", "0.3"),
+            *("--crm-poll-max", "0.3", "--outlook-poll-max", "0.3"),  # no idle backoff here
             *("--config-refresh", "1"),
             env=worker_env,
             stdout=out,

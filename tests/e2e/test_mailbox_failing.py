@@ -32,7 +32,13 @@ from tests.ports import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 
-FAST = RuntimeOptions(crm_poll_s=0.5, outlook_poll_s=0.5, restart_delay_s=0.1)
+FAST = RuntimeOptions(
+    crm_poll_s=0.5,
+    crm_poll_max_s=0.5,
+    outlook_poll_s=0.5,
+    outlook_poll_max_s=0.5,
+    restart_delay_s=0.1,
+)
 
 
 async def _graph_user(w: World, upn: str) -> str:

@@ -23,7 +23,9 @@ from tests.e2e.world import (
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 
-FAST = RuntimeOptions(crm_poll_s=0.5, outlook_poll_s=0.5)
+FAST = RuntimeOptions(
+    crm_poll_s=0.5, crm_poll_max_s=0.5, outlook_poll_s=0.5, outlook_poll_max_s=0.5
+)
 
 
 async def test_a_joining_mailbox_gets_existing_rows(kafka_bootstrap: str, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from tests.ports import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 
-NO_POLLING = RuntimeOptions(outlook_poll_s=3600.0, crm_poll_s=0.5)
+NO_POLLING = RuntimeOptions(outlook_poll_s=3600.0, crm_poll_s=0.5, crm_poll_max_s=0.5)
 
 
 async def _graph_stats(w: World) -> dict[str, Any]:

@@ -28,6 +28,9 @@ from schemas.models import Mailbox, Organisation
 
 TOKEN = "e2e-token"
 ORG = "org-e2e"
+#: Readers polling every second whether or not they find anything: these tests time latencies
+#: at idle. The backoff of idle readers has its own test (test_idle_cost.py).
+STEADY = RuntimeOptions(crm_poll_max_s=1.0, outlook_poll_max_s=1.0)
 T = TypeVar("T")
 
 
@@ -119,8 +122,9 @@ class World:
         return value
 
     def pipeline(self, options: RuntimeOptions | None = None) -> Pipeline:
-        """The whole pipeline in this process (``async with``)."""
-        return Pipeline(self.settings, self.store.snapshot, options or RuntimeOptions())
+        """The whole pipeline in this process (``async with``); readers at a steady 1 s poll
+        unless ``options`` say otherwise."""
+        return Pipeline(self.settings, self.store.snapshot, options or STEADY)
 
 
 async def serve(app: Any) -> TestServer:

@@ -89,8 +89,9 @@ class Env:
         return [s.stream.name for s in cached if s.stream.kind == "task"]
 
     def runner(self, **policy: Any) -> MailboxRunner:
-        async def sync(full: bool) -> None:
-            await self.reader.sync_mailbox(UPN, None if full else ("task", "contact"))
+        async def sync(full: bool) -> int:
+            results = await self.reader.sync_mailbox(UPN, None if full else ("task", "contact"))
+            return sum(r.published for r in results)
 
         defaults: dict[str, Any] = {
             "poll_s": 0.05,

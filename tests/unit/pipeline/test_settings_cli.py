@@ -6,6 +6,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from pipeline.cli.main import UsageError, build_parser, load_settings, main
+from pipeline.cli.pipeline_cmd import runtime_options
 from pipeline.settings import KafkaSettings, Settings
 from pipeline.topics import ALL_TOPICS, CONFIG, CURSORS, topic_name
 
@@ -73,6 +74,12 @@ def test_cli_overrides_are_validated() -> None:
         ["worker", "--stage", "teleport"],
         ["worker", "--stage", "echo:only-source"],
         ["demo-echo", "--messages", "0"],
+        ["run", "--crm-poll-max", "0"],
+        ["run", "--crm-poll-max", "soon"],
+        ["run", "--outlook-poll-max", "-3"],
+        ["run", "--outlook-poll-max", "nan"],
+        ["run", "--safety-net", "100000"],
+        ["run", "--safety-net", "inf"],
     ],
 )
 def test_cli_garbage_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -106,3 +113,31 @@ def test_catalogue_keys_and_compaction() -> None:
             assert int(spec.config()["retention.ms"]) > 0
     prefixed = topic_name(CONFIG, KafkaSettings(topic_prefix="acme."))
     assert prefixed == "acme.config"
+
+
+def test_run_poll_options_default_and_parse() -> None:
+    args = build_parser().parse_args(["run"])
+    options = runtime_options(args)
+    assert (options.crm_poll_s, options.crm_poll_max_s) == (1.0, 60.0)
+    assert (options.outlook_poll_s, options.outlook_poll_max_s) == (1.0, None)
+    assert options.safety_net_s == 900.0
+    argv = ["run", "--crm-poll-max", "30", "--outlook-poll-max", "90", "--safety-net", "3600"]
+    options = runtime_options(build_parser().parse_args(argv))
+    assert (options.crm_poll_max_s, options.outlook_poll_max_s) == (30.0, 90.0)
+    assert options.safety_net_s == 3600.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--crm-poll", "10", "--crm-poll-max", "5"], "crm_poll_max_s must be >= crm_poll_s"),
+        (["--outlook-poll", "20", "--outlook-poll-max", "2"], "outlook_poll_max_s must be >="),
+    ],
+)
+def test_run_refuses_a_ceiling_below_its_floor_in_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", *argv]) == 2  # before anything connects
+    err = capsys.readouterr().err
+    assert err.startswith("dynasync: invalid poll options: ") and message in err
+    assert err.count("\n") == 1
