@@ -9,9 +9,12 @@
 # KAFKA_PORT before `up` is reused and never stopped by `down`. A failed start prints the tail
 # of that component's log and exits 1; what already runs keeps running (fix, then `up` again).
 #
-# Environment: KAFKA_PORT (9092), GRAPH_PORT (8081), DATAVERSE_PORT (8082), STACK_RUN_DIR
-# (.run/stack), STACK_PYTHON (.venv/bin/python), STACK_START_TIMEOUT (60 s), STACK_STOP_TIMEOUT (15 s),
-# WORKER_ARGS (arguments of the worker's `dynasync run`; default: the Graph emulator's URL).
+# Environment: KAFKA_PORT (9092), GRAPH_PORT (8081), DATAVERSE_PORT (8082), RECEIVER_PORT (8090:
+# the worker's webhook receiver), STACK_RUN_DIR (.run/stack), STACK_PYTHON (.venv/bin/python),
+# STACK_START_TIMEOUT (60 s), STACK_STOP_TIMEOUT (15 s), WORKER_ARGS (arguments of the worker's
+# `dynasync run`; default: the Graph emulator's URL and webhooks on, the receiver's URL given as
+# the notification URL, so Graph notifications drive the Outlook reads and the rest is polled
+# with idle backoff).
 #
 # Secrets never go on a command line, into .run/stack or into this script's output: the worker
 # gets DYNASYNC_GRAPH__STATIC_TOKEN / DYNASYNC_DATAVERSE__STATIC_TOKEN through its environment
@@ -27,13 +30,15 @@ PY="${STACK_PYTHON:-$ROOT/.venv/bin/python}"
 KAFKA_PORT="${KAFKA_PORT:-$(cat "$RUN/kafka.port" 2>/dev/null || echo 9092)}"
 GRAPH_PORT="${GRAPH_PORT:-8081}"
 DATAVERSE_PORT="${DATAVERSE_PORT:-8082}"
+RECEIVER_PORT="${RECEIVER_PORT:-${DYNASYNC_RECEIVER__PORT:-8090}}"
 START_TIMEOUT="${STACK_START_TIMEOUT:-60}"
 STOP_TIMEOUT="${STACK_STOP_TIMEOUT:-15}"
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 ECHO_IN="stack.echo.in"
 ECHO_OUT="stack.echo.out"
-# The worker: the whole pipeline (`dynasync run`) against the two emulators.
-WORKER_ARGS="${WORKER_ARGS:---graph-url http://127.0.0.1:$GRAPH_PORT/v1.0}"
+# The worker: the whole pipeline (`dynasync run`) against the two emulators, with webhooks (the
+# Graph emulator delivers notifications to the subscription's notificationUrl).
+WORKER_ARGS="${WORKER_ARGS:---graph-url http://127.0.0.1:$GRAPH_PORT/v1.0 --notification-url http://127.0.0.1:$RECEIVER_PORT}"
 # What the worker authenticates with when no token is configured (not a secret: the emulators
 # accept any bearer token).
 EMULATOR_TOKEN="stack-emulator"
@@ -142,18 +147,29 @@ start_service() {
   if [[ "$check" == http:* ]] && port_open "${check#http:}"; then
     die "$name: port ${check#http:} on 127.0.0.1 is already in use by another process."
   fi
+  if [[ "$name" == worker && " $WORKER_ARGS " == *" --notification-url "* ]] && port_open "$RECEIVER_PORT"; then
+    die "worker: its webhook receiver's port $RECEIVER_PORT on 127.0.0.1 is already in use" \
+      "by another process (set RECEIVER_PORT)."
+  fi
   cmd="$(service_cmd "$name")"
   local -a argv
+  local launched
   read -r -a argv <<<"$cmd"
+  : >"$RUN/$name.log" # a ready line left by an earlier run must not pass for this one's
   (
     cd "$ROOT"
-    if [[ "$name" == worker ]]; then export_worker_secrets; fi
+    if [[ "$name" == worker ]]; then
+      export_worker_secrets
+      export DYNASYNC_RECEIVER__PORT="$RECEIVER_PORT"
+    fi
     exec setsid "${argv[@]}" >"$RUN/$name.log" 2>&1 </dev/null
   ) &
-  echo $! >"$RUN/$name.pid"
+  launched=$!
+  echo "$launched" >"$RUN/$name.pid"
   echo "$cmd" >"$RUN/$name.cmd"
   while ! answers "$name"; do
-    if ! pid_of "$name" >/dev/null; then
+    # alive, even before its subshell has become the command (pid_of would not know it yet)
+    if ! kill -0 "$launched" 2>/dev/null; then
       show_tail "$name"
       rm -f "$RUN/$name.pid"
       die "$name exited during start (command: $cmd)"
@@ -252,6 +268,7 @@ cmd_up() {
   check_port KAFKA_PORT "$KAFKA_PORT"
   check_port GRAPH_PORT "$GRAPH_PORT"
   check_port DATAVERSE_PORT "$DATAVERSE_PORT"
+  check_port RECEIVER_PORT "$RECEIVER_PORT"
   [[ -x "$PY" ]] || die "no Python at $PY: run 'make venv' or set STACK_PYTHON"
   command -v curl >/dev/null 2>&1 || die "curl is required to probe the emulators"
   if [[ " $WORKER_ARGS " =~ [[:space:]]--(graph|dataverse)-token[=[:space:]] ]]; then
@@ -296,7 +313,7 @@ cmd_status() {
 }
 
 usage() {
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 

@@ -4,7 +4,9 @@ Seeds the demo users in both emulators, registers the demo organisation and mail
 config topic (idempotent), then for every mailbox at once: a CRM contact appears in Outlook,
 an Outlook edit of it reaches the CRM row, a CRM task appears in To Do and a CRM appointment
 in the calendar. One line per step as it is seen, with its latency, then a summary table.
-Exit 0 if every step was seen within ``--timeout``, 1 otherwise, 2 on bad arguments.
+Exit 0 if every step was seen within ``--timeout``, 1 otherwise, 2 on bad arguments. A step
+that starts in the CRM waits for the next read of its table: at once while the pipeline's CRM
+readers find changes, up to a minute (their idle ceiling) on a second run after a quiet spell.
 
 A running ``dynasync run`` picks up newly registered mailboxes at its next config reload
 (``--config-refresh``, 5 s by default); the demo waits for that (the mailbox's first Outlook
@@ -242,7 +244,7 @@ class DemoOptions:
     graph_url: str
     dataverse_url: str
     users: int = 2
-    timeout_s: float = 60.0
+    timeout_s: float = 120.0
     token: str = "demo"
 
 
@@ -357,7 +359,10 @@ def add_demo_commands(sub: Any) -> None:
         "--users", type=user_count, default=2, help=f"demo mailboxes, 1-{MAX_USERS} (2)"
     )
     demo.add_argument(
-        "--timeout", type=timeout_seconds, default=60.0, help="seconds to wait per step (60)"
+        "--timeout",
+        type=timeout_seconds,
+        default=120.0,
+        help="seconds to wait per step (120: a CRM table idle for a while is read once a minute)",
     )
     demo.add_argument(
         "--token", type=token_text, default="demo", help="bearer token for the emulators"
