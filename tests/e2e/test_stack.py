@@ -139,3 +139,24 @@ async def test_make_up_syncs_a_mailbox_and_make_down_stops_it(
     assert status == 3  # nothing of the stack runs any more
     with socket.create_connection((broker.rpartition(":")[0], int(env["KAFKA_PORT"])), 3):
         pass  # and the broker it found is still there
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("RECEIVER_PORT", "webhooks"),
+        ("RECEIVER_PORT", "70000"),
+        ("RECEIVER_PORT", "0"),
+        ("GRAPH_PORT", "-1"),
+        ("DATAVERSE_PORT", "8o82"),
+        ("KAFKA_PORT", "99999"),
+    ],
+)
+async def test_make_up_refuses_a_garbage_port_before_starting_anything(
+    tmp_path: Path, var: str, value: str
+) -> None:
+    env = {**os.environ, "STACK_RUN_DIR": str(tmp_path / "stack"), var: value}
+    code, out = await _run("bash", str(STACK), "up", env=env, within=30)
+    assert code == 1, out
+    assert out.strip().splitlines() == [f"stack: invalid {var} '{value}' (want 1-65535)"]
+    assert not (tmp_path / "stack").exists()  # nothing started, nothing written
