@@ -8,6 +8,7 @@ from datetime import datetime
 
 from .config import EmulatorConfig, is_guid
 from .csdl import csdl
+from .definitions import Definitions
 from .errors import (
     CONCURRENCY_VERSION_MISMATCH,
     DUPLICATE_RECORD,
@@ -44,6 +45,7 @@ class Api:
         self.clock = clock
         self.writer = Writer(store, catalog, clock)
         self.reader = Reader(store, catalog, clock, config.default_page_size, config.expiry_days)
+        self.definitions = Definitions(catalog)
 
     def caller(self, request: ApiRequest) -> Caller:
         """Who the request runs as."""
@@ -73,6 +75,10 @@ class Api:
             return ApiResponse(200, headers, csdl(self.catalog))
         if path in ("WhoAmI", "WhoAmI()"):
             return self._who_am_i(root, request)
+        if Definitions.handles(path):
+            if request.method != "GET":
+                raise _not_allowed(request.method, path)
+            return self.definitions.get(path, request.query, root)
         match = _PATH.match(path)
         if match is None:
             raise bad_request(f"The request URI segment '{path[:120]}' is not supported.")
@@ -205,6 +211,7 @@ class Api:
             {"name": t.entity_set, "kind": "EntitySet", "url": t.entity_set}
             for t in self.catalog.by_set.values()
         ]
+        value.append({"name": "EntityDefinitions", "kind": "EntitySet", "url": "EntityDefinitions"})
         return ApiResponse.json(200, {"@odata.context": f"{root}$metadata", "value": value})
 
     def _who_am_i(self, root: str, request: ApiRequest) -> ApiResponse:

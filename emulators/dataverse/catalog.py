@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .metadata import Catalog, ColType, Column, Lookup, Table
+from dataclasses import replace
+
+from .metadata import Catalog, ColType, Column, Lookup, Options, State, Table
 
 S, M, INT, B, DT, D, G = (
     ColType.STRING,
@@ -24,6 +26,129 @@ ACTIVITY_TABLES = (
     "email",
 )
 PARTY_TARGETS = ("systemuser", "contact", "account", "lead")
+
+PRIORITY: Options = ((0, "Low"), (1, "Normal"), (2, "High"))
+INSTANCE_TYPE: Options = (
+    (0, "Not Recurring"),
+    (1, "Recurring Master"),
+    (2, "Recurring Instance"),
+    (3, "Recurring Exception"),
+)
+PATTERN_TYPE: Options = ((0, "Daily"), (1, "Weekly"), (2, "Monthly"), (3, "Yearly"))
+PATTERN_END: Options = ((1, "No End Date"), (2, "Number of Occurrences"), (3, "End By Date"))
+CORRELATION: Options = (
+    (0, "None"),
+    (1, "Skipped"),
+    (2, "XHeader"),
+    (3, "InReplyTo"),
+    (4, "TrackingToken"),
+    (5, "ConversationIndex"),
+    (6, "SmartMatching"),
+    (7, "CustomCorrelation"),
+)
+PARTICIPATION: Options = (
+    (1, "Sender"),
+    (2, "To Recipient"),
+    (3, "CC Recipient"),
+    (4, "BCC Recipient"),
+    (5, "Required attendee"),
+    (6, "Optional attendee"),
+    (7, "Organizer"),
+    (8, "Regarding"),
+    (9, "Owner"),
+    (10, "Resource"),
+    (11, "Customer"),
+)
+DIRECTION = ("Incoming", "Outgoing")
+
+ACTIVE_INACTIVE = (
+    State(0, "Active", 1, ((1, "Active"),)),
+    State(1, "Inactive", 2, ((2, "Inactive"),)),
+)
+_OPEN_COMPLETED_CANCELED = {
+    "phonecall": (((1, "Open"),), ((2, "Made"), (4, "Received")), 3, ((3, "Canceled"),)),
+    "letter": (((1, "Open"), (2, "Draft")), ((3, "Received"), (4, "Sent")), 5, ((5, "Canceled"),)),
+    "fax": (
+        ((1, "Open"),),
+        ((2, "Completed"), (3, "Sent"), (4, "Received")),
+        5,
+        ((5, "Canceled"),),
+    ),
+    "email": (
+        ((1, "Draft"), (8, "Failed")),
+        ((2, "Completed"), (3, "Sent"), (4, "Received"), (6, "Pending Send"), (7, "Sending")),
+        5,
+        ((5, "Canceled"),),
+    ),
+    "task": (
+        ((2, "Not Started"), (3, "In Progress"), (4, "Waiting on someone else"), (7, "Deferred")),
+        ((5, "Completed"),),
+        6,
+        ((6, "Canceled"),),
+    ),
+}
+_APPOINTMENT_STATES = (
+    State(0, "Open", 1, ((1, "Free"), (2, "Tentative"))),
+    State(1, "Completed", 3, ((3, "Completed"),)),
+    State(2, "Canceled", 4, ((4, "Canceled"),)),
+    State(3, "Scheduled", 5, ((5, "Busy"), (6, "Out of Office"))),
+)
+LEAD_STATES = (
+    State(0, "Open", 1, ((1, "New"), (2, "Contacted"))),
+    State(1, "Qualified", 3, ((3, "Qualified"),)),
+    State(
+        2,
+        "Disqualified",
+        4,
+        ((4, "Lost"), (5, "Cannot Contact"), (6, "No Longer Interested"), (7, "Canceled")),
+    ),
+)
+OBJECT_TYPE_CODES = {
+    "account": 1,
+    "contact": 2,
+    "lead": 4,
+    "systemuser": 8,
+    "activityparty": 135,
+    "organization": 1019,
+    "savedquery": 1039,
+    "appointment": 4201,
+    "email": 4202,
+    "fax": 4204,
+    "letter": 4207,
+    "phonecall": 4210,
+    "task": 4212,
+    "userquery": 4230,
+    "recurringappointmentmaster": 4251,
+}
+DISPLAY = {
+    "systemuser": ("User", "Users"),
+    "organization": ("Organization", "Organizations"),
+    "contact": ("Contact", "Contacts"),
+    "account": ("Account", "Accounts"),
+    "lead": ("Lead", "Leads"),
+    "appointment": ("Appointment", "Appointments"),
+    "recurringappointmentmaster": ("Recurring Appointment", "Recurring Appointments"),
+    "task": ("Task", "Tasks"),
+    "phonecall": ("Phone Call", "Phone Calls"),
+    "letter": ("Letter", "Letters"),
+    "fax": ("Fax", "Faxes"),
+    "email": ("Email", "Email Messages"),
+    "activityparty": ("Activity Party", "Activity Parties"),
+    "userquery": ("Saved View", "Saved Views"),
+    "savedquery": ("View", "Views"),
+}
+
+
+def activity_states(logical: str) -> tuple[State, ...]:
+    """The statecode / statuscode options of an activity table."""
+    if logical in ("appointment", "recurringappointmentmaster"):
+        return _APPOINTMENT_STATES
+    open_, done, canceled_default, canceled = _OPEN_COMPLETED_CANCELED[logical]
+    return (
+        State(0, "Open", open_[0][0], open_),
+        State(1, "Completed", done[0][0], done),
+        State(2, "Canceled", canceled_default, canceled),
+    )
 
 
 def _s(name: str, length: int = 100) -> Column:
@@ -252,7 +377,7 @@ _ACTIVITY_EXTRA: dict[str, list[Column]] = {
         _s("location", 200),
         Column("isalldayevent", B),
         Column("globalobjectid", S, max_length=300),
-        Column("instancetypecode", INT, min_value=0, max_value=3),
+        Column("instancetypecode", INT, min_value=0, max_value=3, options=INSTANCE_TYPE),
         _s("category", 250),
         _s("subcategory", 250),
     ],
@@ -260,7 +385,7 @@ _ACTIVITY_EXTRA: dict[str, list[Column]] = {
         _s("location", 200),
         Column("isalldayevent", B),
         Column("globalobjectid", S, max_length=300),
-        Column("recurrencepatterntype", INT, min_value=0, max_value=3),
+        Column("recurrencepatterntype", INT, min_value=0, max_value=3, options=PATTERN_TYPE),
         Column("interval", INT, min_value=1, max_value=1000),
         Column("daysofweekmask", INT, min_value=0, max_value=127),
         Column("isweekdaypattern", B),
@@ -270,7 +395,7 @@ _ACTIVITY_EXTRA: dict[str, list[Column]] = {
         Column("isnthmonthly", B),
         Column("isnthyearly", B),
         Column("firstdayofweek", INT, min_value=0, max_value=6),
-        Column("patternendtype", INT, min_value=1, max_value=3),
+        Column("patternendtype", INT, min_value=1, max_value=3, options=PATTERN_END),
         Column("patternstartdate", DT),
         Column("patternenddate", DT),
         Column("occurrences", INT, min_value=0, max_value=999),
@@ -283,21 +408,24 @@ _ACTIVITY_EXTRA: dict[str, list[Column]] = {
         _s("category", 250),
         _s("subcategory", 250),
     ],
-    "phonecall": [_s("phonenumber", 200), Column("directioncode", B)],
-    "letter": [Column("address", M, max_length=4000), Column("directioncode", B)],
+    "phonecall": [_s("phonenumber", 200), Column("directioncode", B, bool_labels=DIRECTION)],
+    "letter": [
+        Column("address", M, max_length=4000),
+        Column("directioncode", B, bool_labels=DIRECTION),
+    ],
     "fax": [
         _s("faxnumber", 200),
         Column("numberofpages", INT, min_value=0, max_value=1_000_000),
-        Column("directioncode", B),
+        Column("directioncode", B, bool_labels=DIRECTION),
     ],
     "email": [
-        Column("directioncode", B),
+        Column("directioncode", B, bool_labels=DIRECTION),
         Column("messageid", S, max_length=320),
         Column("inreplyto", S, max_length=320),
         Column("trackingtoken", S, max_length=50),
         Column("senton", DT),
         Column("conversationtrackingid", G),
-        Column("correlationmethod", INT, min_value=0, max_value=7),
+        Column("correlationmethod", INT, min_value=0, max_value=7, options=CORRELATION),
         Column("sender", S, max_length=250),
         Column("torecipients", S, max_length=500),
         Column("readreceiptrequested", B),
@@ -338,7 +466,7 @@ def _activity(logical: str) -> Table:
         Column("actualstart", DT),
         Column("actualend", DT),
         Column("actualdurationminutes", INT, min_value=0, max_value=2_147_483_647),
-        Column("prioritycode", INT, min_value=0, max_value=2),
+        Column("prioritycode", INT, min_value=0, max_value=2, options=PRIORITY),
         Column("activitytypecode", S, max_length=64, read_only=True),
         *_ACTIVITY_EXTRA[logical],
     ]
@@ -363,7 +491,7 @@ def _activity(logical: str) -> Table:
 def _activityparty() -> Table:
     cols = [
         *_system_columns("activitypartyid"),
-        Column("participationtypemask", INT, min_value=1, max_value=12),
+        Column("participationtypemask", INT, min_value=1, max_value=12, options=PARTICIPATION),
         Column("addressused", S, max_length=320),
         Column("ispartydeleted", B, read_only=True),
     ]
@@ -383,18 +511,36 @@ def _activityparty() -> Table:
     )
 
 
+def _described(table: Table) -> Table:
+    """``table`` with what its definition (``EntityDefinitions``) shows besides its columns."""
+    states: tuple[State, ...]
+    if table.logical == "lead":
+        states = LEAD_STATES
+    elif table.logical in ACTIVITY_TABLES:
+        states = activity_states(table.logical)
+    else:
+        states = ACTIVE_INACTIVE
+    name, collection = DISPLAY[table.logical]
+    return replace(
+        table,
+        object_type_code=OBJECT_TYPE_CODES[table.logical],
+        display_name=name,
+        display_collection_name=collection,
+        states=states,
+    )
+
+
 def build_catalog() -> Catalog:
     """The emulator's tables."""
-    return Catalog(
-        [
-            _systemuser(),
-            _organization(),
-            _contact(),
-            _account(),
-            _lead(),
-            *[_activity(a) for a in ACTIVITY_TABLES],
-            _activityparty(),
-            _query_table("userquery", user_owned=True),
-            _query_table("savedquery", user_owned=False),
-        ]
-    )
+    tables = [
+        _systemuser(),
+        _organization(),
+        _contact(),
+        _account(),
+        _lead(),
+        *[_activity(a) for a in ACTIVITY_TABLES],
+        _activityparty(),
+        _query_table("userquery", user_owned=True),
+        _query_table("savedquery", user_owned=False),
+    ]
+    return Catalog([_described(t) for t in tables])

@@ -39,9 +39,14 @@ _EDM = {
 }
 
 
+Options = tuple[tuple[int, str], ...]
+"""A choice column's options: (value, label)."""
+
+
 @dataclass(frozen=True)
 class Column:
-    """A structural property."""
+    """A structural property; ``options`` makes an INT column a choice (picklist) and
+    ``bool_labels`` names a BOOL column's (false, true) options."""
 
     name: str
     type: ColType
@@ -49,6 +54,23 @@ class Column:
     read_only: bool = False
     min_value: int | None = None
     max_value: int | None = None
+    options: Options = ()
+    bool_labels: tuple[str, str] = ("No", "Yes")
+
+
+@dataclass(frozen=True)
+class State:
+    """One ``statecode`` value, its invariant name, default status and its ``statuscode``s."""
+
+    value: int
+    label: str
+    default_status: int
+    statuses: Options
+
+    @property
+    def invariant(self) -> str:
+        """The state's invariant name (its label without spaces)."""
+        return self.label.replace(" ", "")
 
 
 @dataclass(frozen=True)
@@ -82,6 +104,11 @@ class Table:
     computed_fullname: bool = False
     navigations: Mapping[str, tuple[Lookup, str]] = field(default_factory=dict)
     lookup_by_value: Mapping[str, Lookup] = field(default_factory=dict)
+    object_type_code: int = 0
+    display_name: str = ""
+    display_collection_name: str = ""
+    states: tuple[State, ...] = ()
+    """Table definitions only (``EntityDefinitions``): type code, labels, state/status options."""
 
     @staticmethod
     def build(
