@@ -86,11 +86,15 @@ chaos-busy: $(STAMP) ## tests/chaos with one core kept busy, CHAOS_RUNS times in
 
 BENCH_ARGS ?=
 # Starts a broker unless one already runs on $(KAFKA_PORT), and stops only the one it started.
-bench: $(STAMP) ## engine vs raw aiokafka throughput and latency on the real broker (bench/results)
+# Two sections: the engine against a raw aiokafka pass-through, then end to end through both
+# emulators and a `dynasync run` process (about 10 minutes on 2 cores). Pick with BENCH_ARGS,
+# e.g. "--only e2e --e2e-mailboxes 1,10" (python -m bench --help lists every option).
+bench: $(STAMP) ## engine vs raw aiokafka, then end to end through both emulators (bench/results)
 	@started=""; \
 	trap 'if [ -n "$$started" ]; then $(KAFKA) down; fi' EXIT; \
 	if ! $(KAFKA) bootstrap single >/dev/null 2>&1; then started="single"; $(KAFKA) up; fi; \
 	$(PY) -m bench --bootstrap $(BOOTSTRAP) --out bench/results/latest.json \
+	  --plot bench/results/e2e.svg \
 	  --kafka-version "$$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/kafka/pom.xml)" \
 	  $(BENCH_ARGS)
 

@@ -40,10 +40,13 @@ def results(
     latency_ms: dict[str, float],
     notes: dict[str, str],
 ) -> dict[str, Any]:
-    """The JSON document of one run."""
-    p = asdict(params)
+    """The JSON document of one run of the engine section."""
+    p = {
+        k: v
+        for k, v in asdict(params).items()
+        if k in ("changes", "mailboxes", "rate", "seconds", "partitions", "bootstrap")
+    }
     p["out"] = str(params.out)
-    p.pop("kafka_version")
     return {
         "kafka_version": params.kafka_version,
         "partitions": params.partitions,
@@ -66,6 +69,33 @@ def write(doc: dict[str, Any], out: Path) -> None:
     """Write ``doc`` to ``out`` (parents created)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+#: The key of the end-to-end section in the results document; the engine's keys are the rest.
+E2E_KEY = "e2e"
+
+
+def merged(
+    previous: dict[str, Any], engine: dict[str, Any] | None, e2e: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The results document after a run: each section that ran replaces its part of
+    ``previous`` (the engine's top-level keys, or ``e2e``), the other part is kept."""
+    doc = dict(previous)
+    if engine is not None:
+        doc = {E2E_KEY: doc[E2E_KEY]} if E2E_KEY in doc else {}
+        doc.update(engine)
+    if e2e is not None:
+        doc[E2E_KEY] = e2e
+    return doc
+
+
+def read_previous(out: Path) -> dict[str, Any]:
+    """The results document at ``out``, or an empty one if there is none (or it is garbage)."""
+    try:
+        doc = orjson.loads(out.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def summary(doc: dict[str, Any]) -> str:
