@@ -32,11 +32,13 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
 from typing import Self
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from connectors.dataverse.ids import stream_id
 from connectors.dataverse.publisher import CrmTableReader
 from connectors.dataverse.reader import DataverseChangeSource
 from connectors.errors import ConnectorError
@@ -54,9 +56,11 @@ from connectors.http import RetryPolicy
 from connectors.pacing import Pacer
 from connectors.store import KafkaCursorStore, KafkaPublisher
 from pipeline.app import App, build_app
+from pipeline.assignment import ReaderAssignment, ReaderFactory
 from pipeline.config_store import ConfigSnapshot, ConfigStore
 from pipeline.crm_directory import CrmDirectory
 from pipeline.mailbox_runner import MailboxRunner, RunnerPolicy, RunnerState, describe
+from pipeline.ownership import MailboxOwnership
 from pipeline.plan import Alert
 from pipeline.rules_source import ConfigDirectory, ConfigRules
 from pipeline.settings import Settings
@@ -203,13 +207,19 @@ class Pipeline:
         self._subscriptions: SubscriptionManager | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._streams: dict[str, list[GraphDeltaSource]] = {}
-        self._crm_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._mailbox_tasks: dict[str, asyncio.Task[None]] = {}
         self._runners: dict[str, MailboxRunner] = {}
         self._failing: set[str] = set()
         self._alerts: Publisher | None = None
         self._alert_producer: AIOKafkaProducer | None = None
         self._service_tasks: list[asyncio.Task[None]] = []
+        self._ownership = MailboxOwnership(settings.kafka.partitions)
+        self._ownership.listen(self._owned_changed)
+        self._mailbox_lock = asyncio.Lock()
+        self._crm_readers: ReaderAssignment | None = None
+        self._resyncing: set[str] = set()
+        self._notification_task: asyncio.Task[None] | None = None
+        self._owned_logged: tuple[set[str], int] | None = None
 
     @property
     def config(self) -> ConfigSnapshot:
@@ -269,7 +279,7 @@ class Pipeline:
         self._cursors = KafkaCursorStore(
             self._publisher, kafka.bootstrap, topic_name(CURSORS, kafka)
         )
-        await self._cursors.start()
+        await self._cursors.start(follow=True)  # other workers' cursors, as mailboxes move
         self._connections = Connections(
             settings.graph,
             settings.dataverse,
@@ -280,7 +290,7 @@ class Pipeline:
         stages = [
             fanout_stage(ConfigDirectory(lambda: self._config)),
             engine_stage(ConfigRules(lambda: self._config), directories=self._directory),
-            writers_stage(self._connections),
+            writers_stage(self._connections, ownership=self._ownership),
         ]
         self._app = build_app(settings, stages)
         await self._app.start()
@@ -294,6 +304,13 @@ class Pipeline:
             changes_topic=topic_name(CHANGES_OUTLOOK, kafka),
             on_changes=self._outlook_active,
         )
+        self._crm_readers = ReaderAssignment(
+            kafka.bootstrap,
+            topic=topic_name(CURSORS, kafka),
+            group_id=f"{settings.app_id}-crm-readers",
+            session_timeout_ms=int(kafka.session_timeout_s * 1000),
+        )
+        await self._crm_readers.start()
         if settings.graph.notification_url is not None:
             await self._start_webhooks(settings.graph.notification_url.rstrip("/"))
         await self.refresh(self._config)
@@ -316,10 +333,11 @@ class Pipeline:
                 for s in (graph.client_state_key, graph.client_secret, graph.static_token)
             )
         )
-        registry = SubscriptionRegistry(self._cursors, key)
-        app = create_receiver_app(config, registry, self._publisher)
-        self._receiver = ReceiverServer(app, settings.receiver.host, settings.receiver.port)
-        await self._receiver.start()
+        if settings.receiver.enabled:
+            registry = SubscriptionRegistry(self._cursors, key)
+            app = create_receiver_app(config, registry, self._publisher)
+            self._receiver = ReceiverServer(app, settings.receiver.host, settings.receiver.port)
+            await self._receiver.start()
         self._subscriptions = SubscriptionManager(
             self._connections.transport,
             self._cursors,
@@ -327,34 +345,64 @@ class Pipeline:
             notification_url=f"{public_url}{config.notifications_path}",
             lifecycle_url=f"{public_url}{config.lifecycle_path}",
         )
+        # the notification partitions of the mailboxes this worker owns, assigned by hand as
+        # ownership moves (a group of its own could hand them to another worker)
         self._consumer = AIOKafkaConsumer(
-            notifications,
             bootstrap_servers=kafka.bootstrap,
             group_id=f"{settings.app_id}-outlook-reader",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
         await self._consumer.start()
-        reader, consumer, manager = self._reader, self._consumer, self._subscriptions
+        manager = self._subscriptions
 
         def names() -> list[str]:  # a failing mailbox's subscriptions wait for its reader
             return [
-                m.mailbox_id for m in self.enabled_mailboxes() if m.mailbox_id not in self._failing
+                m.mailbox_id
+                for m in self.enabled_mailboxes()
+                if m.mailbox_id not in self._failing and self._ownership.owns(m.mailbox_id)
             ]
 
         delay = self.options.restart_delay_s
-        self._service_tasks += [
-            asyncio.create_task(
-                _supervise("notification reader", lambda: reader.consume(consumer), delay)
-            ),
-            asyncio.create_task(_supervise("subscriptions", lambda: manager.run(names), delay)),
-        ]
+        self._service_tasks.append(
+            asyncio.create_task(_supervise("subscriptions", lambda: manager.run(names), delay))
+        )
+        await self._follow_notifications(self._ownership.owned)
+
+    async def _follow_notifications(self, owned: frozenset[int]) -> None:
+        """Read the notifications of the owned partitions (none: stop reading)."""
+        consumer, reader = self._consumer, self._reader
+        if consumer is None or reader is None:
+            return
+        if self._notification_task is not None:
+            task, self._notification_task = self._notification_task, None
+            await _cancel([task])  # uncommitted notifications are read again by their owner
+        if not owned:
+            consumer.unsubscribe()
+            return
+        topic = topic_name(GRAPH_NOTIFICATIONS, self._kafka)
+        consumer.assign([TopicPartition(topic, p) for p in sorted(owned)])
+        delay = self.options.restart_delay_s
+        self._notification_task = asyncio.create_task(
+            _supervise("notification reader", lambda: reader.consume(consumer), delay)
+        )
+
+    async def _owned_changed(self, owned: frozenset[int]) -> None:
+        """The Outlook writer's partitions changed: read the mailboxes of those partitions only
+        (awaited in the writer's rebalance callback, so readers stop before a mailbox moves)."""
+        await self._follow_notifications(owned)
+        await self._refresh_mailboxes()
 
     async def stop(self) -> None:
         """Stop the readers, then the stages, then the connections."""
-        await _cancel([*self._mailbox_tasks.values(), *self._crm_tasks.values()])
-        self._mailbox_tasks, self._crm_tasks = {}, {}
-        await _cancel(self._service_tasks)
+        await _cancel(list(self._mailbox_tasks.values()))
+        self._mailbox_tasks = {}
+        if self._crm_readers is not None:
+            crm_readers, self._crm_readers = self._crm_readers, None
+            await crm_readers.stop()
+        notifications = [self._notification_task] if self._notification_task else []
+        self._notification_task = None
+        await _cancel([*self._service_tasks, *notifications])
         self._service_tasks = []
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
@@ -405,24 +453,31 @@ class Pipeline:
         await self._refresh_mailboxes()
 
     async def _refresh_crm(self, snapshot: ConfigSnapshot) -> None:
-        assert self._connections is not None
+        """One reader per (organisation, table) with enabled mailboxes, run by whichever
+        worker owns the stream's partition (:class:`pipeline.assignment.ReaderAssignment`).
+        A table whose rows have not reached every member mailbox yet (a mailbox joined) is
+        read again from the start once, then followed from its cursor."""
+        if self._crm_readers is None:
+            return
         members: dict[str, set[str]] = {}
         for m in self.enabled_mailboxes():
             members.setdefault(m.org_id, set()).add(m.mailbox_id)
-        wanted = {(org, table) for org in members for table in self.options.crm_tables}
-        behind = {key for key in wanted if members[key[0]] - self._known_members(*key)}
-        gone = [
-            self._crm_tasks.pop(key)
-            for key in list(self._crm_tasks)
-            if key not in wanted or key in behind
-        ]
-        await _cancel(gone)
-        for org_id, table in sorted(wanted - set(self._crm_tasks)):
-            client = await self._connections.dataverse(org_id)
-            source = DataverseChangeSource(client, org_id=org_id, table=table)
-            # rows that already exist must reach a mailbox that joined the organisation
-            resync = frozenset(members[org_id]) if (org_id, table) in behind else None
-            self._crm_tasks[(org_id, table)] = asyncio.create_task(self._run_crm(source, resync))
+        readers: dict[str, ReaderFactory] = {}
+        restart: list[str] = []
+        for org_id in sorted(members):
+            for table in self.options.crm_tables:
+                stream = stream_id(org_id, table)
+                behind = bool(members[org_id] - self._known_members(org_id, table))
+                resync = frozenset(members[org_id]) if behind else None
+                if behind and stream not in self._resyncing:
+                    restart.append(stream)
+                readers[stream] = partial(self._run_crm, org_id, table, resync)
+        if restart:  # stop the readers that must start again with a resync
+            await self._crm_readers.set_readers(
+                {k: v for k, v in readers.items() if k not in restart}
+            )
+        self._resyncing = {s for s in self._resyncing if s in readers} | set(restart)
+        await self._crm_readers.set_readers(readers)
 
     def _known_members(self, org_id: str, table: str) -> set[str]:
         """The mailboxes the table's CRM rows were last fully delivered to."""
@@ -430,9 +485,10 @@ class Pipeline:
         raw = self._cursors.get(f"{MEMBERS_KEY}{org_id}:{table}")
         return set(raw.split("\n")) if raw else set()
 
-    async def _run_crm(
-        self, source: DataverseChangeSource, resync: frozenset[str] | None = None
-    ) -> None:
+    async def _run_crm(self, org_id: str, table: CrmTable, resync: frozenset[str] | None) -> None:
+        assert self._connections is not None
+        client = await self._connections.dataverse(org_id)
+        source = DataverseChangeSource(client, org_id=org_id, table=table)
         assert self._publisher is not None and self._cursors is not None
         cursors = self._cursors
         reader = CrmTableReader(
@@ -455,14 +511,34 @@ class Pipeline:
                 )
                 key = f"{MEMBERS_KEY}{source.org_id}:{source.table}"
                 await cursors.put(key, "\n".join(sorted(pending)))  # after: a crash resyncs
+                self._resyncing.discard(source.stream_id)
                 pending = None
             await reader.run(Pacer(options.crm_poll_s, options.crm_poll_max_s))
 
         await _supervise(f"CRM reader {source.stream_id}", body, self.options.restart_delay_s)
 
     async def _refresh_mailboxes(self) -> None:
-        enabled = {m.mailbox_id: m for m in self.enabled_mailboxes()}
+        """Run the Outlook readers of the enabled mailboxes this worker owns, and only those."""
+        async with self._mailbox_lock:
+            await self._refresh_owned_mailboxes()
+
+    async def _refresh_owned_mailboxes(self) -> None:
+        if self._reader is None:
+            return  # started from start(), once the reader exists
+        every = self.enabled_mailboxes()
+        enabled = {m.mailbox_id: m for m in every if self._ownership.owns(m.mailbox_id)}
         wanted = set(enabled)
+        if (wanted, len(every)) != self._owned_logged:
+            self._owned_logged = (wanted, len(every))
+            upns = sorted(m.upn for m in enabled.values())
+            shown = ", ".join(upns[:50]) + (f", ... (+{len(upns) - 50})" if len(upns) > 50 else "")
+            log.info(
+                "mailboxes owned: %d of %d enabled (partitions %s)%s",
+                len(upns),
+                len(every),
+                ",".join(map(str, sorted(self._ownership.owned))) or "none",
+                f": {shown}" if upns else "",
+            )
         gone = [
             self._mailbox_tasks.pop(key)
             for key, task in list(self._mailbox_tasks.items())

@@ -65,6 +65,11 @@ class ReceiverSettings(BaseModel):
     """The Graph webhook receiver."""
 
     model_config = _FROZEN
+    enabled: bool = Field(
+        True,
+        description="Run the receiver inside `dynasync run` (off: a `dynasync receiver` "
+        "process serves graph.notification_url)",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8090, ge=1, le=65535)
     max_body_bytes: int = Field(1_000_000, ge=1024, le=50_000_000)

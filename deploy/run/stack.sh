@@ -9,8 +9,10 @@
 # KAFKA_PORT before `up` is reused and never stopped by `down`. A failed start prints the tail
 # of that component's log and exits 1; what already runs keeps running (fix, then `up` again).
 #
-# Environment: KAFKA_PORT (9092), GRAPH_PORT (8081), DATAVERSE_PORT (8082), RECEIVER_PORT (8090:
-# the worker's webhook receiver), STACK_RUN_DIR (.run/stack), STACK_PYTHON (.venv/bin/python),
+# Environment: WORKERS (1: one `dynasync run` with its own webhook receiver, pid in worker.pid;
+# N > 1: N workers sharing the mailboxes by partition, pids in worker-1.pid ... worker-N.pid,
+# and one `dynasync receiver` process they all read from), KAFKA_PORT (9092), GRAPH_PORT (8081),
+# DATAVERSE_PORT (8082), RECEIVER_PORT (8090: the webhook receiver), STACK_RUN_DIR (.run/stack), STACK_PYTHON (.venv/bin/python),
 # STACK_START_TIMEOUT (60 s), STACK_STOP_TIMEOUT (15 s), WORKER_ARGS (arguments of the worker's
 # `dynasync run`; default: the Graph emulator's URL and webhooks on, the receiver's URL given as
 # the notification URL, so Graph notifications drive the Outlook reads and the rest is polled
@@ -44,9 +46,20 @@ WORKER_ARGS="${WORKER_ARGS:---graph-url http://127.0.0.1:$GRAPH_PORT/v1.0 --noti
 EMULATOR_TOKEN="stack-emulator"
 WORKER_SECRETS=(DYNASYNC_GRAPH__STATIC_TOKEN DYNASYNC_DATAVERSE__STATIC_TOKEN)
 
+# How many workers: WORKERS, else what `up` started, else one.
+WORKERS="${WORKERS:-$(cat "$RUN/workers" 2>/dev/null || echo 1)}"
+
 # The background services in start order (`down` stops them in reverse). Each has a readiness
 # check ("http:PORT", "tcp:PORT" or "log:TEXT"), a command and a place it serves.
-SERVICES=(graph dataverse worker)
+services() {
+  local n
+  if [[ "$WORKERS" == 1 ]]; then
+    SERVICES=(graph dataverse worker)
+  else
+    SERVICES=(graph dataverse receiver)
+    for ((n = 1; n <= WORKERS; n++)); do SERVICES+=("worker-$n"); done
+  fi
+}
 
 say() { echo "stack: $*" >&2; }
 die() {
@@ -64,14 +77,16 @@ port_open() {
 
 service_ready() {
   case "$1" in graph) echo "http:$GRAPH_PORT" ;; dataverse) echo "http:$DATAVERSE_PORT" ;;
-  worker) echo "log:dynasync run: ready" ;; esac
+  worker | worker-*) echo "log:dynasync run: ready" ;;
+  receiver) echo "log:dynasync receiver: ready" ;; esac
 }
 
 service_cmd() {
   case "$1" in
     graph) echo "$PY -m emulators.graph --host 127.0.0.1 --port $GRAPH_PORT" ;;
     dataverse) echo "$PY -m emulators.dataverse --host 127.0.0.1 --port $DATAVERSE_PORT" ;;
-    worker) echo "$PY -m pipeline.cli run --bootstrap $BOOTSTRAP $WORKER_ARGS" ;;
+    worker | worker-*) echo "$PY -m pipeline.cli run --bootstrap $BOOTSTRAP $WORKER_ARGS" ;;
+    receiver) echo "$PY -m pipeline.cli receiver --bootstrap $BOOTSTRAP --port $RECEIVER_PORT" ;;
   esac
 }
 
@@ -79,8 +94,16 @@ service_where() {
   case "$1" in
     graph) echo "http://127.0.0.1:$GRAPH_PORT" ;;
     dataverse) echo "http://127.0.0.1:$DATAVERSE_PORT" ;;
-    worker) echo "Kafka $BOOTSTRAP, dynasync run $WORKER_ARGS" ;;
+    worker | worker-*) echo "Kafka $BOOTSTRAP, dynasync run $WORKER_ARGS" ;;
+    receiver) echo "http://127.0.0.1:$RECEIVER_PORT (Graph notifications to Kafka)" ;;
   esac
+}
+
+# owned NAME: the mailboxes a worker held when it last said (its log's last ownership line).
+owned() {
+  local line
+  line="$(grep -o 'mailboxes owned: .*' "$RUN/$1.log" 2>/dev/null | tail -n 1)" || true
+  echo "${line:-mailboxes owned: not known yet}"
 }
 
 # export_worker_secrets: (in the worker's subshell) its tokens, through its environment only;
@@ -147,7 +170,8 @@ start_service() {
   if [[ "$check" == http:* ]] && port_open "${check#http:}"; then
     die "$name: port ${check#http:} on 127.0.0.1 is already in use by another process."
   fi
-  if [[ "$name" == worker && " $WORKER_ARGS " == *" --notification-url "* ]] && port_open "$RECEIVER_PORT"; then
+  if [[ "$name" == receiver || ("$name" == worker && " $WORKER_ARGS " == *" --notification-url "*) ]] &&
+    port_open "$RECEIVER_PORT"; then
     die "worker: its webhook receiver's port $RECEIVER_PORT on 127.0.0.1 is already in use" \
       "by another process (set RECEIVER_PORT)."
   fi
@@ -158,10 +182,14 @@ start_service() {
   : >"$RUN/$name.log" # a ready line left by an earlier run must not pass for this one's
   (
     cd "$ROOT"
-    if [[ "$name" == worker ]]; then
-      export_worker_secrets
-      export DYNASYNC_RECEIVER__PORT="$RECEIVER_PORT"
-    fi
+    case "$name" in
+      worker) export_worker_secrets ;;
+      worker-*) # the receiver process serves the notification URL
+        export_worker_secrets
+        export DYNASYNC_RECEIVER__ENABLED=false ;;
+      receiver) export_worker_secrets ;; # the same Graph credential: the same clientState key
+    esac
+    export DYNASYNC_RECEIVER__PORT="$RECEIVER_PORT"
     exec setsid "${argv[@]}" >"$RUN/$name.log" 2>&1 </dev/null
   ) &
   launched=$!
@@ -269,6 +297,11 @@ cmd_up() {
   check_port GRAPH_PORT "$GRAPH_PORT"
   check_port DATAVERSE_PORT "$DATAVERSE_PORT"
   check_port RECEIVER_PORT "$RECEIVER_PORT"
+  [[ "$WORKERS" =~ ^[0-9]+$ ]] && ((10#$WORKERS >= 1 && 10#$WORKERS <= 16)) ||
+    die "invalid WORKERS '$WORKERS' (want 1-16)"
+  if [[ -f "$RUN/workers" && "$(cat "$RUN/workers")" != "$WORKERS" ]] && any_running; then
+    die "the stack runs with $(cat "$RUN/workers") worker(s); make down first to change WORKERS"
+  fi
   [[ -x "$PY" ]] || die "no Python at $PY: run 'make venv' or set STACK_PYTHON"
   command -v curl >/dev/null 2>&1 || die "curl is required to probe the emulators"
   if [[ " $WORKER_ARGS " =~ [[:space:]]--(graph|dataverse)-token[=[:space:]] ]]; then
@@ -278,6 +311,9 @@ cmd_up() {
   mkdir -p "$RUN"
   chmod 700 "$RUN" # logs and pids of this user's processes only
   echo "$KAFKA_PORT" >"$RUN/kafka.port"
+  WORKERS=$((10#$WORKERS))
+  echo "$WORKERS" >"$RUN/workers"
+  services
   start_kafka
   create_topics
   local name
@@ -285,14 +321,25 @@ cmd_up() {
   say "up. logs and pids in $RUN; stop with: make down"
 }
 
+# any_running: a service of the stack still runs.
+any_running() {
+  local name
+  services
+  for name in "${SERVICES[@]}"; do pid_of "$name" >/dev/null && return 0; done
+  return 1
+}
+
 cmd_down() {
   local i
+  services
   for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do stop_service "${SERVICES[i]}"; done
   stop_kafka
+  rm -f "$RUN/workers"
 }
 
 cmd_status() {
   local any=0 name pid
+  services
   if [[ -f "$RUN/kafka.started" ]] && "$KAFKA_SH" bootstrap single >/dev/null 2>&1; then
     echo "kafka      running on $BOOTSTRAP (started by the stack)"
     any=1
@@ -304,6 +351,7 @@ cmd_status() {
   for name in "${SERVICES[@]}"; do
     if pid="$(pid_of "$name")"; then
       printf '%-10s running (pid %s): %s\n' "$name" "$pid" "$(service_where "$name")"
+      [[ "$name" == worker* ]] && printf '%-10s %s\n' "" "$(owned "$name")"
       any=1
     else
       printf '%-10s stopped\n' "$name"
@@ -313,7 +361,7 @@ cmd_status() {
 }
 
 usage() {
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 

@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipeline.cli.pipeline_cmd import add_pipeline_commands
 
     add_pipeline_commands(sub)
+    from pipeline.cli.receiver import add_receiver_commands
+
+    add_receiver_commands(sub)
     from pipeline.cli.demo import add_demo_commands
 
     add_demo_commands(sub)

@@ -32,7 +32,12 @@ from typing import Any, Protocol, Self, TypeAlias
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    TopicAlreadyExistsError,
+)
 
 from pipeline.settings import Settings
 from pipeline.stages.lanes import Held, Progress
@@ -218,19 +223,42 @@ class GroupConsumer:
         await self.stop()
 
     async def _run(self) -> None:
+        rewind = False
         while True:
             await self._ready.wait()  # aiokafka fetches while the assignment callback runs
             generation = self._generation
+            if rewind:
+                await self._rewind()
+                rewind = False
+                if generation != self._generation:
+                    rewind = True
+                    continue
             batch = await self._consumer.getmany(timeout_ms=100, max_records=self._max_records)
             if generation != self._generation or not self._ready.is_set():
-                continue  # fetched across a rebalance: read again from the committed offsets
+                rewind = True  # fetched across a rebalance: read again from the commits
+                continue
             for tp, records in batch.items():
                 for record in records:
                     if generation != self._generation:
-                        break  # revoked meanwhile: read again by the next owner
+                        rewind = True  # revoked meanwhile: the rest is read again
+                        break
                     await self._take(tp, record)
             await self._after_batch()
             await self._commit(force=False)
+
+    async def _rewind(self) -> None:
+        """Read every assigned partition again from its committed offset. A batch cut by a
+        rebalance may hold records fetched for the new assignment, past which the consumer's
+        position has moved: dropping them without this would skip them for good."""
+        for tp in list(self._consumer.assignment()):
+            try:
+                offset = await self._consumer.committed(tp)
+                if offset is None or offset <= 0:
+                    await self._consumer.seek_to_beginning(tp)
+                else:
+                    self._consumer.seek(tp, offset)
+            except IllegalStateError:
+                continue  # revoked meanwhile: the loop sees the new generation and rewinds again
 
     async def _take(self, tp: TopicPartition, record: Record) -> None:
         raise NotImplementedError

@@ -140,6 +140,7 @@ async def open_world(
     data_dir: Path,
     *,
     users: int = 1,
+    partitions: int = 2,
     graph_api: Callable[[str], Awaitable[str]] | None = None,
     dataverse_api: Callable[[str], Awaitable[str]] | None = None,
 ) -> AsyncIterator[World]:
@@ -154,7 +155,7 @@ async def open_world(
     kafka = KafkaSettings(
         bootstrap=kafka_bootstrap,
         topic_prefix=f"e2e.{run}.",
-        partitions=2,
+        partitions=partitions,
         session_timeout_s=6.0,  # a killed worker's successor gets its partitions sooner
     )
     graph_url = f"http://127.0.0.1:{graph.port}"
