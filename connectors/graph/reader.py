@@ -18,6 +18,8 @@ from schemas.fields import MappingError
 from schemas.models import ItemChange, Origin
 from schemas.types import Kind
 
+#: Every id read or written is the item's immutable id: a REST id changes when the item moves
+#: (and differs from the immutable id even before), so the writer asks for them too.
 PREFER_HEADERS = 'IdType="ImmutableId"'
 
 

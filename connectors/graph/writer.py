@@ -32,6 +32,7 @@ from connectors.graph.mapping import (
     correlation_stamp,
     projection_to_graph,
 )
+from connectors.graph.reader import PREFER_HEADERS
 from connectors.graph.transport import GraphTransport
 from connectors.http import parse_retry_after
 from schemas.fields import MappingError
@@ -129,7 +130,7 @@ class GraphWriter:
             requests = []
             for i, sub in enumerate(chunk):
                 req: dict[str, Any] = {"id": str(i + 1), "method": sub.method, "url": sub.url}
-                headers = dict(sub.headers)
+                headers = {"Prefer": PREFER_HEADERS, **sub.headers}
                 if sub.body is not None:
                     headers["Content-Type"] = "application/json"
                     req["body"] = sub.body
@@ -215,7 +216,7 @@ class GraphWriter:
         out: dict[str, Found] = {}
         url: str | None = f"{collection.lstrip('/')}?{query}"
         while url is not None:
-            resp = await self._t.request(mailbox, "GET", url)
+            resp = await self._t.request(mailbox, "GET", url, headers={"Prefer": PREFER_HEADERS})
             body = resp.body or {}
             items = body.get("value")
             if not isinstance(items, list):
