@@ -160,3 +160,14 @@ async def test_make_up_refuses_a_garbage_port_before_starting_anything(
     assert code == 1, out
     assert out.strip().splitlines() == [f"stack: invalid {var} '{value}' (want 1-65535)"]
     assert not (tmp_path / "stack").exists()  # nothing started, nothing written
+
+
+@pytest.mark.parametrize("value", ["three", "0", "17", "-2", "2x"])
+async def test_make_up_refuses_a_garbage_worker_count_before_starting_anything(
+    tmp_path: Path, value: str
+) -> None:
+    env = {**os.environ, "STACK_RUN_DIR": str(tmp_path / "stack"), "WORKERS": value}
+    code, out = await _run("bash", str(STACK), "up", env=env, within=30)
+    assert code == 1, out
+    assert out.strip().splitlines() == [f"stack: invalid WORKERS '{value}' (want 1-16)"]
+    assert not (tmp_path / "stack").exists()

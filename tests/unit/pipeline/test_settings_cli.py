@@ -80,6 +80,10 @@ def test_cli_overrides_are_validated() -> None:
         ["run", "--outlook-poll-max", "nan"],
         ["run", "--safety-net", "100000"],
         ["run", "--safety-net", "inf"],
+        ["receiver", "--port", "0"],
+        ["receiver", "--port", "webhooks"],
+        ["receiver", "--port", "70000"],
+        ["receiver", "--log-level", "LOUD"],
     ],
 )
 def test_cli_garbage_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -87,6 +91,22 @@ def test_cli_garbage_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]
         build_parser().parse_args(argv)
     assert info.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_receiver_without_a_client_state_key_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The receiver checks clientState with the workers' key: with no key and no Graph
+    credential to derive it from, one line and exit 2 (nothing is started)."""
+    for var in (
+        "DYNASYNC_GRAPH__CLIENT_STATE_KEY",
+        "DYNASYNC_GRAPH__CLIENT_SECRET",
+        "DYNASYNC_GRAPH__STATIC_TOKEN",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["receiver", "--bootstrap", "127.0.0.1:1", "--port", "8199"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "clientState key" in err[0], err
 
 
 def test_cli_bad_bootstrap_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
