@@ -5,8 +5,9 @@ The targets: after backoff an idle mailbox costs at most 2 Graph requests a minu
 included (To Do polls, safety-net passes, subscription renewals), and an idle CRM table at most
 1 Dataverse request a minute. The tests run the default options with every interval divided by
 ``SCALE`` (a test "minute" lasts 60 / SCALE s; the floors are kept at 0.1 s, they set how soon
-the backoff starts, not what idle costs), so the same ratios are checked in a minute of wall
-time. A count over a window may hold one pass more than the rate for each polled stream (a
+the backoff starts, not what idle costs), so the same ratios are checked in about a minute.
+Subscription renewals (every 58 hours or so) fall in no window; they add about 0.001 requests a
+minute. A count over a window may hold one pass more than the rate for each polled stream (a
 window's two ends can both fall on a pass), which the bounds allow. After the window, changes
 still arrive: a webhook kind promptly, a polled kind within its ceiling.
 
