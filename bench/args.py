@@ -17,7 +17,13 @@ E2E_SCENARIOS: tuple[str, ...] = ("first-sync", "reverse", "idle")
 #: Workers the end-to-end section can run today (the dimension is there for more).
 SUPPORTED_WORKERS = frozenset({1})
 #: ``dynasync run`` options the harness sets itself (per scenario) or that would show a secret.
-_HARNESS_OWNED = ("--bootstrap", "--graph-url", "--graph-token", "--dataverse-token")
+_HARNESS_OWNED = (
+    "--bootstrap",
+    "--graph-url",
+    "--notification-url",
+    "--graph-token",
+    "--dataverse-token",
+)
 
 
 class BenchArgsError(ValueError):
@@ -47,6 +53,7 @@ class BenchParams:
     e2e_workers: tuple[int, ...] = (1,)
     e2e_timeout: float = 180.0
     e2e_worker_args: tuple[str, ...] = ()
+    e2e_polling: bool = False
     e2e_count_paths: bool = False
     e2e_keep_topics: bool = False
     e2e_logs: Path = Path(".run/bench")
@@ -250,6 +257,12 @@ def _parser() -> argparse.ArgumentParser:
         help="extra arguments of each worker's dynasync run, e.g. '--config-refresh 2'",
     )
     e.add_argument(
+        "--e2e-polling",
+        action="store_true",
+        help="run the workers without webhooks, every Outlook stream polled (make up runs "
+        "them with webhooks)",
+    )
+    e.add_argument(
         "--e2e-count-paths",
         action="store_true",
         help="also count the worker's requests per Graph stream / Dataverse table in the "
@@ -296,6 +309,7 @@ def parse(argv: list[str] | None = None) -> BenchParams:
                 e2e_workers=ns.e2e_workers,
                 e2e_timeout=ns.e2e_timeout,
                 e2e_worker_args=ns.e2e_worker_args,
+                e2e_polling=ns.e2e_polling,
                 e2e_count_paths=ns.e2e_count_paths,
                 e2e_keep_topics=ns.e2e_keep_topics,
                 e2e_logs=ns.e2e_logs,

@@ -24,6 +24,9 @@ class Progress:
     per_mailbox: Counter[str] = field(default_factory=Counter)
     mailbox_last_at: dict[str, float] = field(default_factory=dict)
     other: Counter[str] = field(default_factory=Counter)
+    """Every other outcome, by ``target:kind:action:status``."""
+    seen_at: float | None = None
+    """When the last outcome of any kind arrived."""
     first_at: float | None = None
     last_at: float | None = None
 
@@ -54,15 +57,20 @@ class OutcomeTail:
 
     def _take(self, raw: bytes, now: float) -> None:
         outcome = orjson.loads(raw)
-        if outcome.get("target") != self.target or outcome.get("kind") != self.kind:
-            return
-        if outcome.get("action") != "create" or outcome.get("status") != "applied":
-            self.progress.other[f"{outcome.get('action')}:{outcome.get('status')}"] += 1
+        p = self.progress
+        p.seen_at = now
+        what = ":".join(str(outcome.get(k)) for k in ("target", "kind", "action", "status"))
+        if (
+            outcome.get("target") != self.target
+            or outcome.get("kind") != self.kind
+            or outcome.get("action") != "create"
+            or outcome.get("status") != "applied"
+        ):
+            p.other[what] += 1
             return
         key = (str(outcome.get("mailbox_id")), str(outcome.get("correlation_id")))
-        p = self.progress
         if key in p.applied:
-            p.other["create:applied again"] += 1
+            p.other[f"{what} again"] += 1
             return
         p.applied.add(key)
         p.per_mailbox[key[0]] += 1
@@ -79,6 +87,18 @@ class OutcomeTail:
                 for record in records:
                     if record.value is not None:
                         self._take(record.value, now)
+
+    async def quiet(self, quiet_s: float, within_s: float) -> float:
+        """Until no outcome has arrived for ``quiet_s`` (at most ``within_s``): writes still
+        on their way, an echo written back among them, land before the sides are checked.
+        The seconds waited."""
+        started = time.perf_counter()
+        while time.perf_counter() - started < within_s:
+            last = self.progress.seen_at or started
+            if time.perf_counter() - max(last, started) >= quiet_s:
+                break
+            await asyncio.sleep(0.1)
+        return time.perf_counter() - started
 
     async def wait_for(
         self, count: int, within_s: float, alive: Callable[[], str | None] | None = None

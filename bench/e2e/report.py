@@ -112,14 +112,10 @@ def summary(doc: dict[str, Any]) -> str:
     for key in ("first_sync", "reverse"):
         for r in doc.get(key, []):
             g, d = r.get("graph") or {}, r.get("dataverse") or {}
-            check = r.get("check") or {}
-            verdict = (
-                "ok"
-                if r.get("ok")
-                else (
-                    f"DUPLICATES {check.get('duplicates')}" if check.get("duplicates") else "FAILED"
-                )
+            copies = sum(
+                int((r.get(k) or {}).get("duplicates") or 0) for k in ("check", "source_check")
             )
+            verdict = "ok" if r.get("ok") else (f"DUPLICATES {copies}" if copies else "FAILED")
             label = f"{_ARROW[r['direction']]} {r['mailboxes']}x{r['items_per_mailbox']}"
             throttled = f"{g.get('throttled_429', '-')}/{d.get('throttled_429', '-')}"
             lines.append(

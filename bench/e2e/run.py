@@ -19,7 +19,9 @@ NOTES = {
     "mailbox, each request inside a $batch counted; Dataverse: 6,000 requests / 5 min and 52 "
     "concurrent per user, a $batch counted once) and `python -m pipeline.cli run --bootstrap "
     "... --graph-url ...` (as make up runs it) as separate processes; fresh topics on the "
-    "real broker; mailboxes registered and enabled on the config topic (ConfigStore)",
+    "real broker; webhooks on as make up runs them (the worker's receiver on a free port is "
+    "the notification URL; --e2e-polling polls every stream instead); mailboxes registered "
+    "and enabled on the config topic (ConfigStore)",
     "items_per_s": "contacts applied on the other side per second, from the worker's first "
     "request for the new mailboxes (`pickup_s` after enabling them: its config reload) to the "
     "last applied create seen on the outcomes topic; `items_per_s_from_enable` counts the "
@@ -45,6 +47,7 @@ async def run_e2e(
         params.bootstrap,
         log_dir,
         worker_args=params.e2e_worker_args,
+        webhooks=not params.e2e_polling,
         count_paths=params.e2e_count_paths,
         keep_topics=params.e2e_keep_topics,
     )
@@ -63,6 +66,7 @@ async def run_e2e(
             "workers": list(params.e2e_workers),
             "timeout_s": params.e2e_timeout,
             "worker_args": list(params.e2e_worker_args),
+            "webhooks": not params.e2e_polling,
             "count_paths": params.e2e_count_paths,
         },
         "first_sync": [],

@@ -20,6 +20,10 @@ from pipeline.topics import OUTCOMES, topic_name
 
 Direction = Literal["crm_to_outlook", "outlook_to_crm"]
 
+#: Before the sides are checked: no outcome for this long (seconds), waiting at most the max.
+QUIET_S = 3.0
+QUIET_MAX_S = 30.0
+
 #: Called after the timed part and before the check (a test plants a duplicate here).
 BeforeCheck = Callable[[E2EStack, list[BenchUser]], Awaitable[None]]
 
@@ -31,6 +35,8 @@ class Where:
     bootstrap: str
     log_dir: Path
     worker_args: tuple[str, ...] = ()
+    webhooks: bool = True
+    """As ``make up`` runs the worker (off: every Outlook stream polled)."""
     count_paths: bool = False
     """Count the workers' requests by table / stream through a proxy (adds a hop)."""
     keep_topics: bool = False
@@ -146,14 +152,17 @@ async def _make_items(
     return names
 
 
-async def check(
-    stack: E2EStack, direction: Direction, users: list[BenchUser], names: dict[str, list[str]]
+Side = Literal["outlook", "crm"]
+
+
+async def count_side(
+    stack: E2EStack, side: Side, prefix: str, users: list[BenchUser], names: dict[str, list[str]]
 ) -> Tally:
-    """Count the items on the target side: each once, in its own mailbox / owned by its user."""
+    """Count the benchmark's contacts (last names starting ``prefix``) on one side: each of
+    ``names`` once, in its own mailbox (Outlook) or owned by its mailbox's user (CRM)."""
     tally = Tally()
     every = {n for mine in names.values() for n in mine}
-    prefix = ("C" if direction == "crm_to_outlook" else "O") + stack.tag + "-"
-    if direction == "crm_to_outlook":
+    if side == "outlook":
         listed = await asyncio.gather(
             *(stack.outlook_list(u, "contacts", "id,surname") for u in users)
         )
@@ -177,6 +186,24 @@ async def check(
     for seen in by_owner.values():  # owned by nobody it belongs to
         tally.add([], seen, every)
     return tally
+
+
+def _sides(direction: Direction) -> tuple[Side, Side]:
+    """(source, target) of a direction."""
+    return ("crm", "outlook") if direction == "crm_to_outlook" else ("outlook", "crm")
+
+
+async def check(
+    stack: E2EStack, direction: Direction, users: list[BenchUser], names: dict[str, list[str]]
+) -> tuple[Tally, Tally]:
+    """(target, source): every item once on the side it was synced to, and still once on the
+    side it was made on (an echo written back would show there as a second copy)."""
+    prefix = ("C" if direction == "crm_to_outlook" else "O") + stack.tag + "-"
+    source, target = _sides(direction)
+    return (
+        await count_side(stack, target, prefix, users, names),
+        await count_side(stack, source, prefix, users, names),
+    )
 
 
 async def sync_scenario(
@@ -209,6 +236,7 @@ async def sync_scenario(
         where.log_dir,
         workers=workers,
         worker_args=where.worker_args,
+        webhooks=where.webhooks,
         count_paths=where.count_paths,
         keep_topics=where.keep_topics,
     )
@@ -235,6 +263,8 @@ async def sync_scenario(
             after = await stack.stats()
             driver_s = own_cpu_seconds() - driver0
             picked = pickup.result() if pickup.done() and not pickup.cancelled() else None
+            # what is still on its way (an echo written back among it) lands before the check
+            quiet_s = await tail.quiet(QUIET_S, QUIET_MAX_S)
         finally:
             await tail.stop()
         p = tail.progress
@@ -262,21 +292,37 @@ async def sync_scenario(
                 ),
                 "applied": applied,
                 "outcomes_other": dict(p.other),
+                "creates_back": sum(
+                    n
+                    for k, n in p.other.items()
+                    if k.startswith(f"{_sides(direction)[0]}:contact:create:")
+                ),
+                "quiet_wait_s": round(quiet_s, 1),
                 **_requests(after, before, applied),
                 "cpu_s": _cpu(after, before, driver_s),
             }
         )
         if before_check is not None:
             await before_check(stack, users)
-        tally = await check(stack, direction, users, names)
+        tally, source_tally = await check(stack, direction, users, names)
     result["check"] = tally.as_json()
+    result["source_check"] = source_tally.as_json()
     problems = []
     if not done:
         problems.append(f"timed out after {timeout_s:.0f} s with {applied} of {total} applied")
-    where_to = "Outlook" if direction == "crm_to_outlook" else "the CRM"
-    problem = tally.problem(where_to)
-    if problem:
-        problems.append(problem)
+    target_name, source_name = (
+        ("Outlook", "the CRM (source)")
+        if direction == "crm_to_outlook"
+        else ("the CRM", "Outlook (source)")
+    )
+    for found in (tally.problem(target_name), source_tally.problem(source_name)):
+        if found:
+            problems.append(found)
+    if result["creates_back"]:  # an echo: the item made again where it came from
+        problems.append(
+            f"ECHO: {result['creates_back']} create(s) written back to {source_name}: "
+            f"{dict(p.other)}"
+        )
     result["ok"] = not problems
     result["error"] = "; ".join(problems) or None
     return result
@@ -300,6 +346,7 @@ async def idle_scenario(
         where.log_dir,
         workers=workers,
         worker_args=where.worker_args,
+        webhooks=where.webhooks,
         count_paths=True,
         keep_topics=where.keep_topics,
     )

@@ -60,6 +60,9 @@ class StackOptions:
     log_dir: Path
     workers: int = 1
     worker_args: tuple[str, ...] = ()
+    webhooks: bool = True
+    """As ``make up``: the worker's receiver is the subscriptions' notification URL, so Graph
+    notifications drive the Outlook reads (To Do is still polled). Off: every stream polled."""
     count_paths: bool = False
     """Put a counting proxy between the workers and each emulator (per table / stream)."""
     keep_topics: bool = False
@@ -160,9 +163,15 @@ class E2EStack:
                 self.kafka.bootstrap,
                 "--graph-url",
                 f"{graph_for_worker}/v1.0",
-                *self.options.worker_args,
             ]
-            env = {
+            env: dict[str, str] = {}
+            if self.options.webhooks:
+                # one receiver per worker for now; several workers will share one receiver
+                receiver_port = free_port()
+                args += ["--notification-url", f"http://127.0.0.1:{receiver_port}"]
+                env["DYNASYNC_RECEIVER__PORT"] = str(receiver_port)
+            args += self.options.worker_args
+            env |= {
                 "DYNASYNC_APP_ID": self.app_id,
                 "DYNASYNC_KAFKA__TOPIC_PREFIX": self.kafka.topic_prefix,
                 "DYNASYNC_DATA_DIR": str(self.data_dir / f"worker-{n}"),

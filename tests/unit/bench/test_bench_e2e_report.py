@@ -26,6 +26,7 @@ def test_e2e_defaults_and_sizes_parse() -> None:
     assert picked.e2e_mailboxes == (1, 10) and picked.e2e_items == 5
     args = parse(["--e2e-worker-args=--config-refresh 2 --crm-poll 1"])
     assert args.e2e_worker_args == ("--config-refresh", "2", "--crm-poll", "1")
+    assert not args.e2e_polling and parse(["--e2e-polling"]).e2e_polling
 
 
 @pytest.mark.parametrize(
@@ -45,6 +46,7 @@ def test_e2e_defaults_and_sizes_parse() -> None:
         (["--e2e-workers", "1,2"], "--e2e-workers: 2 worker(s) not supported yet"),
         (["--e2e-worker-args=--graph-url http://x"], "--e2e-worker-args must not set --graph"),
         (["--e2e-worker-args=--graph-token=abc"], "must not set --graph-token"),
+        (["--e2e-worker-args=--notification-url http://x"], "must not set --notification-url"),
         (["--e2e-worker-args=--crm-poll 'x"], "cannot split"),
         (["--plot", "plot.png"], "--plot must be an .svg file path"),
     ],
