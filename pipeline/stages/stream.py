@@ -402,8 +402,10 @@ class StreamProcessor(GroupConsumer):
                 sent = await self.producer.send(topic, value, key=key, partition=partition)
                 sent.add_done_callback(lambda done, tp=changelog: self._landed(tp, done))
                 state.append(sent)
+        # one future for the batch's state, not every write on every record (quadratic)
+        landed = [asyncio.gather(*state)] if state else []
         for held, sends in taken:
-            Progress.complete(held, [*sends, *state])
+            Progress.complete(held, [*sends, *landed])
 
     def _landed(self, tp: TopicPartition, sent: asyncio.Future[Any]) -> None:
         """Remember where a changelog record of ours landed (restore skips what is current)."""
