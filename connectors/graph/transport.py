@@ -4,6 +4,7 @@ requests, Retry-After, error mapping and validation of the response at the edge.
 from __future__ import annotations
 
 import inspect
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -105,6 +106,7 @@ class GraphTransport:
         limiter: KeyedLimiter | None = None,
         policy: RetryPolicy | None = None,
         timeout_s: float = 30.0,
+        user_agent: str | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")) or "?" in base_url:
             raise ValueError(f"Graph base URL must be http(s) without a query: {base_url[:80]!r}")
@@ -116,6 +118,8 @@ class GraphTransport:
         self._limiter = limiter or graph_limiter()
         self._policy = policy or RetryPolicy()
         self._timeout = timeout_s
+        #: names this process in the service's logs (Microsoft asks callers to identify)
+        self.user_agent = user_agent or f"Dynasync/1 (pid {os.getpid()})"
 
     def url(self, path_or_url: str) -> str:
         """An absolute URL for a path relative to the base (absolute links pass unchanged)."""
@@ -156,7 +160,12 @@ class GraphTransport:
         what: str,
     ) -> GraphResponse:
         token = await self._token()
-        send = {"Authorization": f"Bearer {token}", "Accept": "application/json", **headers}
+        send = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+            "User-Agent": self.user_agent,
+            **headers,
+        }
         content = None
         if json is not None:
             content = orjson.dumps(json)

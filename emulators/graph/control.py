@@ -1,4 +1,5 @@
-"""The ``/_emulator/`` control API (no auth): reset, faults, delta tokens, lifecycle, stats."""
+"""The ``/_emulator/`` control API (no auth): reset, faults, delta tokens, lifecycle, stats,
+the request log."""
 
 from __future__ import annotations
 
@@ -96,8 +97,13 @@ def routes(emulator: Emulator) -> list[web.RouteDef]:
         body["notification_failures"] = emulator.subscriptions.failed_deliveries
         return _json(200, body)
 
+    async def requests(request: web.Request) -> web.Response:
+        mailbox = request.query.get("mailbox")
+        return _json(200, emulator.requests.as_json(mailbox))
+
     return [
         web.post("/_emulator/reset", reset),
+        web.get("/_emulator/requests", requests),
         web.post("/_emulator/faults", set_faults),
         web.delete("/_emulator/faults", clear_faults),
         web.post("/_emulator/invalidate-delta", invalidate),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
 import re
+import time
 
 from . import calendar, contacts, extensions, mail, subscription_routes, todo, users
 from .batch import run_batch
@@ -12,7 +14,7 @@ from .ids import new_guid
 from .routing import Context, Request, Response, Router, normalize_path
 from .store import Store
 from .subscriptions import SubscriptionManager
-from .throttle import Faults, Stats, Throttle
+from .throttle import Faults, RequestLog, Stats, Throttle
 
 _USER_PATH = re.compile(r"^/users/([^/]+)", re.IGNORECASE)
 
@@ -27,6 +29,8 @@ class Emulator:
         self.throttle = Throttle(config.throttle, config.throttle_enabled)
         self.faults = Faults(config.fault_seed)
         self.stats = Stats()
+        self.requests = RequestLog()
+        self._agent: contextvars.ContextVar[str] = contextvars.ContextVar("agent", default="")
         self.router = Router()
         for module in (users, mail, contacts, calendar, todo, extensions, subscription_routes):
             module.register(self.router)
@@ -39,6 +43,7 @@ class Emulator:
         self.throttle.reset()
         self.faults.rule = None
         self.stats.reset()
+        self.requests.reset()
 
     def _mailbox_of(self, path: str) -> tuple[str, set[str]]:
         found = _USER_PATH.match(path)
@@ -55,13 +60,19 @@ class Emulator:
         """Run one request (throttle, faults, handler) and turn errors into Graph bodies."""
         req.path = normalize_path(req.path)
         mailbox, names = self._mailbox_of(req.path)
+        started = time.time()
+        agent = req.header("user-agent") or self._agent.get()
         request_id = new_guid()
         client_id = req.header("client-request-id")
         try:
             if req.path == "/$batch":
                 if req.method != "POST":
                     raise GraphError(405, "Request_BadRequest", "Use POST for $batch.")
-                response = await run_batch(req, self.dispatch, self.config.max_batch_requests)
+                token = self._agent.set(agent)  # its members are logged with its caller
+                try:
+                    response = await run_batch(req, self.dispatch, self.config.max_batch_requests)
+                finally:
+                    self._agent.reset(token)
             else:
                 handler, params = self.router.match(req.method, req.path)
                 key = (req.app_id, mailbox)
@@ -79,4 +90,7 @@ class Emulator:
         response.headers.setdefault("client-request-id", client_id or request_id)
         if req.path != "/$batch":
             self.stats.record(mailbox, req.method, response.status)
+            self.requests.record(
+                mailbox, req.method, req.path, response.status, agent or "-", started, time.time()
+            )
         return response

@@ -167,3 +167,45 @@ class Stats:
         self.by_mailbox.clear()
         self.by_method.clear()
         self.by_status.clear()
+
+
+class RequestLog:
+    """The last ``limit`` requests (``$batch`` members one by one): when each started and
+    ended, its mailbox, method, path, status and the caller's User-Agent (a ``$batch``
+    member carries its ``$batch``'s). ``GET /_emulator/requests`` serves it, so a test can
+    tell which process wrote a mailbox when."""
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self.entries: deque[dict[str, Any]] = deque(maxlen=limit)
+
+    def record(
+        self,
+        mailbox: str,
+        method: str,
+        path: str,
+        status: int,
+        agent: str,
+        started: float,
+        ended: float,
+    ) -> None:
+        """Log one request (times from ``time.time()``)."""
+        self.entries.append(
+            {
+                "mailbox": mailbox or "-",
+                "method": method,
+                "path": path,
+                "status": status,
+                "agent": agent,
+                "started": started,
+                "ended": ended,
+            }
+        )
+
+    def as_json(self, mailbox: str | None = None) -> dict[str, Any]:
+        """The ``GET /_emulator/requests`` body (one mailbox's, or all)."""
+        rows = [e for e in self.entries if mailbox is None or e["mailbox"] == mailbox]
+        return {"value": rows}
+
+    def reset(self) -> None:
+        """Forget every request."""
+        self.entries.clear()

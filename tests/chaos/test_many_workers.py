@@ -2,9 +2,10 @@
 later started again.
 
 - The mailboxes are spread over the workers by partition: each worker reads and writes the
-  mailboxes of the partitions its Outlook writer holds, and the workers' ownership claims (the
+  mailboxes of the partitions its Outlook writer holds. The workers' ownership claims (the
   ``mailboxes owned`` lines they log, with the time) never name one mailbox on two live
-  workers at once.
+  workers at once, and the Graph emulator's request log (each write with its process's
+  User-Agent and its start and end) shows no mailbox written by two processes at once.
 - CRM contacts created before, during and after the kill arrive in their mailbox exactly once;
   a run of Outlook edits of one contact reaches the CRM ending with the last one (per-mailbox
   order); after the restart the killed worker takes mailboxes again.
@@ -17,6 +18,7 @@ import re
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,6 +66,25 @@ def overlaps(
         for b0, b1, bn, bu in spans[i + 1 :]:
             if au == bu and an != bn and a0 < b1 and b0 < a1:
                 found.append(f"{au}: {an} [{a0}, {a1}) and {bn} [{b0}, {b1})")
+    return found
+
+
+def concurrent_writers(writes: list[dict[str, Any]]) -> list[str]:
+    """Writes to one mailbox by two processes (User-Agents) whose times overlap."""
+    by_mailbox: dict[str, list[dict[str, Any]]] = {}
+    for r in writes:
+        by_mailbox.setdefault(r["mailbox"], []).append(r)
+    found = []
+    for mailbox, rows in by_mailbox.items():
+        rows.sort(key=lambda r: r["started"])
+        for i, a in enumerate(rows):
+            for b in rows[i + 1 :]:
+                if b["started"] >= a["ended"]:
+                    break
+                if a["agent"] != b["agent"]:
+                    found.append(
+                        f"{mailbox}: {a['agent']} {a['path']} and {b['agent']} {b['path']}"
+                    )
     return found
 
 
@@ -172,4 +193,16 @@ async def test_three_workers_share_the_mailboxes_and_survive_a_kill(
         seqs = {f"worker-{n}": claims(p.log_text()) for n, p in enumerate(procs, 1)}
         problems = overlaps(seqs, lives)
         assert not problems, "\n".join(problems)
+        # and what Graph saw: no mailbox written by two worker processes at once
+        log = (await w.http.get(f"{w.graph}/_emulator/requests")).json()["value"]
+        writes = [
+            r
+            for r in log
+            if r["method"] in ("POST", "PATCH", "DELETE")
+            and r["agent"].startswith("Dynasync/")
+            and "/subscriptions" not in r["path"]
+        ]
+        assert len({r["agent"] for r in writes}) >= 3, "writes from fewer than three processes"
+        clashes = concurrent_writers(writes)
+        assert not clashes, "\n".join(clashes[:20])
         print(f"\n{len(wanted)} contacts over {MAILBOXES} mailboxes on 3 workers, one killed")
