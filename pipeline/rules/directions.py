@@ -38,6 +38,20 @@ class FieldDirections:
     groups: frozenset[str] = frozenset()
     recurring: bool = False
     directions: Mapping[str, Direction] = field(default_factory=lambda: MappingProxyType({}))
+    #: worked out once: the planner asks for them with every change
+    _synced: frozenset[str] = field(init=False, repr=False, compare=False)
+    _to: Mapping[Side, frozenset[str]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        items = self.directions.items()
+        object.__setattr__(self, "_synced", frozenset(n for n, d in items if d != "none"))
+        to = {
+            side: frozenset(
+                n for n, d in items if _flows(d, "crm" if side == "outlook" else "outlook")
+            )
+            for side in ("outlook", "crm")
+        }
+        object.__setattr__(self, "_to", MappingProxyType(to))
 
     @classmethod
     def build(
@@ -124,12 +138,11 @@ class FieldDirections:
 
     def fields_to(self, side: Side) -> frozenset[str]:
         """The fields written to ``side``."""
-        source: Side = "crm" if side == "outlook" else "outlook"
-        return frozenset(n for n, d in self.directions.items() if _flows(d, source))
+        return self._to[side]
 
     def synced(self) -> frozenset[str]:
         """The fields that sync at all (direction other than ``none``)."""
-        return frozenset(n for n, d in self.directions.items() if d != "none")
+        return self._synced
 
     def mirrored(self) -> FieldDirections:
         """The same directions with the sides swapped (to_crm <-> to_outlook)."""
