@@ -117,7 +117,12 @@ async def _sections(params: BenchParams) -> tuple[dict[str, Any] | None, dict[st
         engine["ran_at"] = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     if params.e2e:
         _say("== end to end ==")
-        e2e = await run_e2e(params, _say)
+        previous = read_previous(params.out)
+
+        def keep(partial: dict[str, Any]) -> None:  # each scenario's figures, as they come
+            write(merged(previous, engine, {**partial, "incomplete": True}), params.out)
+
+        e2e = await run_e2e(params, _say, progress=keep)
         e2e["machine"] = machine()
     return engine, e2e
 

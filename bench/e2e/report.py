@@ -43,14 +43,16 @@ def judge(doc: dict[str, Any]) -> list[dict[str, Any]]:
         sizes = _by_size(doc.get(key, []))
         if 1 in sizes and 10 in sizes:
             one, ten = sizes[1], sizes[10]
-            ratio = round(ten["items_per_s"] / one["items_per_s"], 2)
+            ratio = (
+                round(ten["items_per_s"] / one["items_per_s"], 2) if one["items_per_s"] else None
+            )
             out.append(
                 {
                     "target": "10 mailboxes' items/s vs 1 mailbox's >=",
                     "scope": _ARROW[one["direction"]],
                     "value": ratio,
                     "limit": t["ten_mailboxes_vs_one_rate_min"],
-                    "met": ratio >= t["ten_mailboxes_vs_one_rate_min"],
+                    "met": None if ratio is None else ratio >= t["ten_mailboxes_vs_one_rate_min"],
                     "complete": bool(one.get("ok") and ten.get("ok")),
                 }
             )
@@ -137,7 +139,7 @@ def summary(doc: dict[str, Any]) -> str:
             lines.append(f"  idle, {r['mailboxes']} mailboxes: {r.get('error')}")
     lines.append("  targets (stated, not asserted):")
     for j in doc.get("judged", []):
-        mark = "not run" if j["met"] is None else ("met" if j["met"] else "NOT met")
+        mark = "not judged" if j["met"] is None else ("met" if j["met"] else "NOT met")
         partial = "" if j["complete"] else " (scenario incomplete)"
         lines.append(
             f"    {j['target']} {j['limit']:g}: {j['scope']}: {_num(j['value'])} {mark}{partial}"

@@ -38,9 +38,13 @@ NOTES = {
 
 
 async def run_e2e(
-    params: BenchParams, say: Callable[[str], None], run_dir: Path | None = None
+    params: BenchParams,
+    say: Callable[[str], None],
+    run_dir: Path | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the end-to-end scenarios of ``params``; the ``e2e`` JSON document."""
+    """Run the end-to-end scenarios of ``params``; the ``e2e`` JSON document. ``progress``
+    gets the document as it stands after each scenario (so a crash later loses nothing)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     log_dir = run_dir or params.e2e_logs / f"e2e-{stamp}"
     where = Where(
@@ -96,6 +100,8 @@ async def run_e2e(
                     result = _broken(direction, n, params.e2e_items, workers, exc)
                 doc[key].append(result)
                 say(_line(result, time.monotonic() - started))
+                if progress is not None:
+                    progress(doc)
         if "idle" in params.e2e_scenarios:
             try:
                 idle = await idle_scenario(
@@ -117,6 +123,8 @@ async def run_e2e(
                     "error": f"{type(exc).__name__}: {exc}",
                 }
             doc["idle"].append(idle)
+            if progress is not None:
+                progress(doc)
     doc["targets"] = E2E_TARGETS
     doc["judged"] = judge(doc)
     doc["failures"] = failures(doc)

@@ -123,6 +123,15 @@ def test_targets_are_judged_per_scenario() -> None:
     assert failures(doc) == ["crm_to_outlook-50: DUPLICATES: 2 extra item(s) in Outlook"]
 
 
+def test_a_stalled_scenario_is_judged_not_divided_by() -> None:
+    doc = _doc()
+    doc["reverse"][0] = {**doc["reverse"][0], "items_per_s": 0.0, "ok": False, "error": "stall"}
+    judged = {(j["target"], j["scope"]): j for j in judge(doc)}
+    stalled = judged[("10 mailboxes' items/s vs 1 mailbox's >=", "Outlook->CRM")]
+    assert stalled["value"] is None and stalled["met"] is None
+    assert "not judged" in summary({**doc, "judged": judge(doc)})
+
+
 def test_summary_fits_a_screen_and_says_what_failed() -> None:
     doc = _doc()
     doc["judged"], doc["failures"] = judge(doc), failures(doc)
