@@ -77,6 +77,16 @@ class ReceiverSettings(BaseModel):
     rate_burst: int = Field(1000, ge=1, le=10_000_000)
 
 
+class PrivacySettings(BaseModel):
+    """Personal data on the public change feed."""
+
+    model_config = _FROZEN
+    event_bodies: bool = Field(
+        True,
+        description="Put item bodies (the description field) in events.v1; off: left out",
+    )
+
+
 class HealthSettings(BaseModel):
     """What the runtime does with a mailbox Graph refuses (user gone, access denied, licence
     removed): it is marked failing with an alert, tried ``failing_tries`` times
@@ -109,6 +119,7 @@ class Settings(BaseSettings):
     dataverse: DataverseSettings = DataverseSettings()
     receiver: ReceiverSettings = ReceiverSettings()
     health: HealthSettings = HealthSettings()
+    privacy: PrivacySettings = PrivacySettings()
 
     @field_validator("data_dir")
     @classmethod

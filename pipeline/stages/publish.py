@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -32,6 +32,9 @@ from schemas.codec import dumps, event_to_kafka
 from schemas.models import ChangeEvent, WriteCommand
 
 log = logging.getLogger(__name__)
+
+#: The projection fields that hold an item's body (mail, appointment, task and contact notes).
+BODY_FIELDS = frozenset({"description"})
 
 #: Header names of a dlq record.
 DLQ_ERROR = "x-dynasync-error"
@@ -83,6 +86,8 @@ class Publisher:
     events: str
     conflicts: str
     dlq: str
+    omit_from_events: frozenset[str] = frozenset()
+    """Fields left out of ``events.v1`` (bodies, when ``privacy.event_bodies`` is off)."""
 
     @classmethod
     def over(cls, producer: Producer, settings: Settings) -> Publisher:
@@ -95,7 +100,16 @@ class Publisher:
             topic_name(EVENTS_V1, kafka),
             topic_name(CONFLICTS, kafka),
             topic_name(DLQ, kafka),
+            frozenset() if settings.privacy.event_bodies else BODY_FIELDS,
         )
+
+    def _public(self, event: ChangeEvent) -> ChangeEvent:
+        """``event`` without the fields the feed must not carry."""
+        fields = event.data.fields
+        if not self.omit_from_events or not self.omit_from_events & fields.keys():
+            return event
+        kept = {k: v for k, v in fields.items() if k not in self.omit_from_events}
+        return replace(event, data=replace(event.data, fields=kept))
 
     async def emit(self, actions: Iterable[Action]) -> list[asyncio.Future[Any]]:
         """Send every action of a plan, in order; the futures of their acknowledgements."""
@@ -105,7 +119,7 @@ class Publisher:
                 dst = self.commands_crm if action.target == "crm" else self.commands_outlook
                 sent.append(await self.send(dst, action.mailbox_id.encode(), dumps(action)))
             elif isinstance(action, ChangeEvent):
-                headers, value = event_to_kafka(action)
+                headers, value = event_to_kafka(self._public(action))
                 key = action.data.mailbox_id.encode()
                 sent.append(await self.send(self.events, key, value, headers))
             elif isinstance(action, ConflictEntry):
