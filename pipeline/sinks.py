@@ -19,7 +19,7 @@ from connectors.base import CommandSink
 from connectors.dataverse.auth import ClientSecretToken, StaticToken, TokenProvider
 from connectors.dataverse.client import DataverseClient
 from connectors.dataverse.writer import DataverseWriter
-from connectors.graph.client import credential_from_settings
+from connectors.graph.credentials import credential_from_settings
 from connectors.graph.transport import GraphTransport, token_provider
 from connectors.graph.writer import GraphWriter
 from connectors.http import RetryPolicy

@@ -1,4 +1,8 @@
-"""Building msgraph-sdk's ``GraphServiceClient`` over our own httpx client.
+"""Building msgraph-sdk's ``GraphServiceClient`` over our own httpx client (tests only).
+
+The runtime talks to Graph through :mod:`connectors.graph.transport` and takes its credentials
+from :mod:`connectors.graph.credentials`; msgraph-sdk (about 390 MB installed, 0.5 s to import)
+is a test dependency: the contract tests drive the emulator with the real SDK.
 
 The same builder serves a real tenant (azure-identity credentials) and the emulator
 (``StaticTokenCredential``); only the base URL and the credential differ.
@@ -14,14 +18,10 @@ for the SDK's own retries).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from azure.core.credentials import AccessToken
 from azure.core.credentials_async import AsyncTokenCredential
 from kiota_abstractions.request_option import RequestOption
 from kiota_authentication_azure.azure_identity_authentication_provider import (
@@ -34,44 +34,9 @@ from kiota_http.middleware.retry_handler import RetryHandler
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_service_client import GraphServiceClient
 
-GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+from connectors.graph.credentials import GRAPH_SCOPE, StaticTokenCredential
 
-
-class StaticTokenCredential(AsyncTokenCredential):
-    """An async credential that always returns one fixed bearer token (for the emulator)."""
-
-    def __init__(self, token: str, lifetime_seconds: int = 3600) -> None:
-        if not token or any(c.isspace() for c in token):
-            raise ValueError("token must be a non-empty string without whitespace")
-        if lifetime_seconds < 60:
-            raise ValueError("lifetime_seconds must be at least 60")
-        self._token = token
-        self._lifetime = lifetime_seconds
-
-    async def get_token(
-        self,
-        *scopes: str,
-        claims: str | None = None,
-        tenant_id: str | None = None,
-        enable_cae: bool = False,
-        **kwargs: Any,
-    ) -> AccessToken:
-        """The fixed token, valid for ``lifetime_seconds`` from now."""
-        return AccessToken(self._token, int(time.time()) + self._lifetime)
-
-    async def close(self) -> None:
-        """Nothing to release."""
-
-    async def __aenter__(self) -> StaticTokenCredential:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        await self.close()
+__all__ = ["GRAPH_SCOPE", "StaticTokenCredential", "build_graph_client", "default_middleware"]
 
 
 def default_middleware(*, retry: bool = False) -> list[BaseMiddleware]:
@@ -116,47 +81,3 @@ def build_graph_client(
     adapter = GraphRequestAdapter(auth, client)
     adapter.base_url = base
     return GraphServiceClient(request_adapter=adapter)
-
-
-def credential_from_settings(
-    *,
-    tenant_id: str | None = None,
-    client_id: str | None = None,
-    client_secret: str | None = None,
-    certificate_path: str | None = None,
-    certificate_password: str | None = None,
-    managed_identity: bool = False,
-    static_token: str | None = None,
-) -> AsyncTokenCredential:
-    """Pick the credential from plain settings.
-
-    ``static_token`` → ``StaticTokenCredential`` (emulator); ``managed_identity`` →
-    ``ManagedIdentityCredential`` (``client_id`` selects a user-assigned identity);
-    otherwise ``tenant_id`` + ``client_id`` with exactly one of ``client_secret`` or
-    ``certificate_path``.
-    """
-    from azure.identity.aio import (
-        CertificateCredential,
-        ClientSecretCredential,
-        ManagedIdentityCredential,
-    )
-
-    if static_token is not None:
-        return StaticTokenCredential(static_token)
-    if managed_identity:
-        if client_secret or certificate_path:
-            raise ValueError("managed identity takes no secret or certificate")
-        return (
-            ManagedIdentityCredential(client_id=client_id)
-            if client_id
-            else (ManagedIdentityCredential())
-        )
-    if not tenant_id or not client_id:
-        raise ValueError("tenant_id and client_id are required for an app credential")
-    if bool(client_secret) == bool(certificate_path):
-        raise ValueError("give exactly one of client_secret or certificate_path")
-    if client_secret:
-        return ClientSecretCredential(tenant_id, client_id, client_secret)
-    return CertificateCredential(
-        tenant_id, client_id, certificate_path=certificate_path, password=certificate_password
-    )

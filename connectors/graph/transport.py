@@ -23,6 +23,7 @@ from connectors.errors import (
     client_error,
     odata_error,
 )
+from connectors.graph.credentials import GRAPH_SCOPE
 from connectors.http import (
     RETRIABLE_STATUS,
     KeyedLimiter,
@@ -187,9 +188,6 @@ class GraphTransport:
         if resp.status_code >= 300:
             raise InvalidResponseError(f"{what}: unexpected HTTP {resp.status_code}")
         return GraphResponse(resp.status_code, resp.headers, decode_body(resp.content, what))
-
-
-GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 
 
 def token_provider(credential: object, scope: str = GRAPH_SCOPE) -> TokenProvider:
