@@ -33,7 +33,7 @@ venv: $(STAMP) ## create .venv and install the project with its dev tools
 lint: $(STAMP) ## ruff, formatting and mypy (strict), and the schema files against the models
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy schemas connectors pipeline emulators tests bench
+	$(VENV)/bin/mypy schemas connectors pipeline emulators tests bench soak
 	$(PY) -m schemas.export --check
 
 fmt: $(STAMP) ## format and fix what ruff can
@@ -97,6 +97,16 @@ bench: $(STAMP) ## engine vs raw aiokafka, then end to end through both emulator
 	  --plot bench/results/e2e.svg \
 	  --kafka-version "$$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/kafka/pom.xml)" \
 	  $(BENCH_ARGS)
+
+SOAK_MINUTES ?= 30
+SOAK_ARGS ?=
+# Not in CI. Starts the three-broker cluster unless it runs (and stops it only then), both
+# emulators in-process and `dynasync run`; random edits on 20 mailboxes while the worker is
+# killed -9, a broker node stops, and each side has 500/503/429/timeout/reset outages; exits 1
+# if a check fails. A short run: make soak SOAK_ARGS=--smoke (python -m soak --help).
+.PHONY: soak
+soak: $(STAMP) ## SOAK_MINUTES (30) of edits under kill -9, broker and API outages (.run/soak)
+	SOAK_MINUTES=$(SOAK_MINUTES) $(PY) -m soak $(SOAK_ARGS)
 
 DEMO_ARGS ?=
 # `make up`, then demo mailboxes registered and narrated as they sync; the stack keeps running.
