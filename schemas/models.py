@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
+from schemas.token import DEFAULT_TOKEN_PREFIX, MAX_TOKEN_LENGTH, TOKEN_PREFIX_PATTERN
 from schemas.types import (
     AutoTrack,
     ConflictPolicy,
@@ -30,6 +31,11 @@ _TIME = {
 _GUID = {
     "pattern": r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 }
+#: An RFC 5322 message id as Graph shows it (a header line holds at most 998 characters).
+_MESSAGE_ID = {"minLength": 1, "maxLength": 998}
+#: A Graph item or folder id (URL-safe base64; never a path).
+_GRAPH_ID = {"pattern": r"^[A-Za-z0-9=_\-]{1,512}$"}
+_ADDRESS = {"pattern": r"^[^@\s]+@[^@\s]+$", "maxLength": 320}
 
 Origin: TypeAlias = Literal["webhook", "delta", "full_sync", "change_tracking", "replay", "engine"]
 CommandAction: TypeAlias = Literal[
@@ -40,6 +46,40 @@ OutcomeStatus: TypeAlias = Literal[
 ]
 MailboxStatus: TypeAlias = Literal["registered", "approved", "enabled", "paused", "disabled"]
 FilterSource: TypeAlias = Literal["template", "userquery", "custom"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutlookAttributes:
+    """What the Outlook reader saw of an item besides its synced fields, for the rules.
+
+    Email tracking reads the folder, the categories and a message's correlation keys here;
+    the reader fills them from the Graph item, so a renamed key fails type-checking.
+    """
+
+    folder_id: str | None = field(
+        default=None, metadata=_ID | {"description": "parentFolderId: the item's folder"}
+    )
+    categories: list[str] = field(
+        default_factory=list, metadata={"maxItems": 256, "description": "Outlook categories"}
+    )
+    internet_message_id: str | None = field(
+        default=None, metadata=_MESSAGE_ID | {"description": "A message's internetMessageId"}
+    )
+    in_reply_to: str | None = field(
+        default=None,
+        metadata=_MESSAGE_ID | {"description": "The In-Reply-To header (message ids)"},
+    )
+    tracking_token: str | None = field(
+        default=None,
+        metadata={
+            "minLength": 1,
+            "maxLength": MAX_TOKEN_LENGTH,
+            "description": "The CRM tracking token in the subject (organisation's prefix)",
+        },
+    )
+    conversation_id: str | None = field(
+        default=None, metadata=_ID | {"description": "A message's Graph conversationId"}
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +104,9 @@ class ItemChange:
     )
     attributes: dict[str, Any] = field(
         default_factory=dict, metadata={"description": "Source attributes filters need"}
+    )
+    outlook: OutlookAttributes | None = field(
+        default=None, metadata={"description": "What the Outlook reader saw (Outlook side)"}
     )
     origin: Origin = "delta"
 
@@ -156,6 +199,13 @@ class Organisation:
     url: str = field(metadata={"format": "uri", "pattern": r"^https?://", "maxLength": 2048})
     tenant_id: str | None = field(default=None, metadata=_GUID)
     display_name: str | None = field(default=None, metadata={"maxLength": 256})
+    token_prefix: str = field(
+        default=DEFAULT_TOKEN_PREFIX,
+        metadata={
+            "pattern": TOKEN_PREFIX_PATTERN,
+            "description": "Prefix of the CRM tracking token in email subjects (then digits)",
+        },
+    )
     record_type: Literal["organisation"] = "organisation"
 
 
@@ -163,7 +213,7 @@ class Organisation:
 class TrackedFolder:
     """An Outlook mail folder whose messages are tracked against a regarding record."""
 
-    folder_id: str = field(metadata=_ID)
+    folder_id: str = field(metadata=_GRAPH_ID | {"description": "Graph mailFolder id"})
     regarding_table: str = field(metadata={"pattern": r"^[a-z_]{1,64}$"})
     regarding_id: str = field(metadata=_GUID)
 
@@ -173,11 +223,15 @@ class Mailbox:
     """One synchronizing mailbox: one Graph user, one CRM user, one organisation."""
 
     mailbox_id: str = field(metadata=_ID | {"description": "Graph user id"})
-    upn: str = field(metadata={"pattern": r"^[^@\s]+@[^@\s]+$", "maxLength": 320})
+    upn: str = field(metadata=_ADDRESS)
     org_id: str = field(metadata=_ID)
     systemuser_id: str = field(metadata=_GUID)
     status: MailboxStatus = "registered"
     aad_object_id: str | None = field(default=None, metadata=_GUID)
+    smtp_address: str | None = field(
+        default=None,
+        metadata=_ADDRESS | {"description": "Primary SMTP address, when it is not the UPN"},
+    )
     auto_track: AutoTrack = "replies"
     auto_create_contact: bool = field(
         default=False,
