@@ -18,7 +18,7 @@ from typing import Any, Final, Protocol
 from urllib.parse import quote
 
 from connectors.errors import InvalidResponseError
-from pipeline.rules.tracking import EmailFacts, find_token
+from pipeline.rules.tracking import EmailFacts
 from pipeline.rules.tracking_lookup import (
     RESOLUTION_ORDER,
     CrmEmail,
@@ -27,7 +27,6 @@ from pipeline.rules.tracking_lookup import (
     StoredEmail,
     normalize_message_id,
 )
-from pipeline.rules.tracking_settings import TrackingSettings
 
 #: Where each table keeps the address we resolve by.
 ADDRESS_COLUMNS: Final[Mapping[str, tuple[str, str, str]]] = {
@@ -200,9 +199,7 @@ class CrmDirectory:
         """The CRM email carrying tracking ``token``."""
         return (await self._emails("trackingtoken", [token])).get(token)
 
-    async def lookup_for(
-        self, facts: EmailFacts, settings: TrackingSettings
-    ) -> InMemoryTrackingLookup:
+    async def lookup_for(self, facts: EmailFacts) -> InMemoryTrackingLookup:
         """Everything tracking may ask about ``facts``, as an in-memory lookup for the planner.
 
         Conversations are not looked up: the CRM keeps no Graph conversationId.
@@ -212,7 +209,7 @@ class CrmDirectory:
             *(facts.in_reply_to or "").replace(",", " ").split(),
         ]
         by_id = await self.emails_by_message_id(r for r in references if r)
-        token = find_token(facts.subject, settings)
+        token = facts.token
         by_token = await self.email_by_token(token) if token else None
         parties = [p.email for p in (facts.sender, *facts.recipients) if p is not None]
         owners = await self.resolve(parties)

@@ -56,7 +56,7 @@ async def with_crm_facts(
             directory = await directories(rules.org_id)
             if directory is None:
                 return rules
-            return replace(rules, lookup=await directory.lookup_for(facts, rules.tracking))
+            return replace(rules, lookup=await directory.lookup_for(facts))
         except Exception as exc:
             if not transient(exc):
                 raise

@@ -278,8 +278,7 @@ def _flowing(rules: MailboxRules, kind: Kind, projection: Projection, source: Si
 
 
 def _categories(change: ItemChange) -> tuple[str, ...]:
-    raw = change.attributes.get("categories") or ()
-    return tuple(c for c in raw if isinstance(c, str)) if isinstance(raw, list | tuple) else ()
+    return tuple(change.outlook.categories) if change.outlook is not None else ()
 
 
 def _event(
@@ -486,14 +485,12 @@ def _outlook_tracked(change: ItemChange, rules: MailboxRules) -> tuple[bool, str
 
 
 def email_facts(change: ItemChange) -> EmailFacts | None:
-    """What email tracking looks at in an Outlook message change (None: not a usable email)."""
-    folder = change.attributes.get("folder_id")
+    """What email tracking looks at in an Outlook message change (None: not a usable email):
+    what the reader saw of it (``change.outlook``) and its synced projection."""
+    if change.outlook is None:
+        return None
     try:
-        return EmailFacts.from_projection(
-            change.projection,
-            categories=_categories(change),
-            folder_id=folder if isinstance(folder, str) else None,
-        )
+        return EmailFacts.of(change.projection, change.outlook)
     except (ValueError, TypeError):
         return None
 

@@ -43,7 +43,12 @@ from connectors.dataverse.publisher import CrmTableReader
 from connectors.dataverse.reader import DataverseChangeSource
 from connectors.errors import ConnectorError
 from connectors.graph.notifications import RESOURCE_KINDS
-from connectors.graph.reader import GraphDeltaSource, mailbox_streams
+from connectors.graph.reader import (
+    GraphDeltaSource,
+    folders_read,
+    mailbox_streams,
+    message_folders,
+)
 from connectors.graph.receiver import ReceiverConfig, ReceiverServer, create_receiver_app
 from connectors.graph.subscriptions import (
     SubscriptionManager,
@@ -77,6 +82,7 @@ from pipeline.topics import (
     topic_name,
 )
 from schemas.models import Mailbox
+from schemas.token import TrackingTokenFormat
 from schemas.types import CRM_TABLES, CrmTable, Kind
 
 log = logging.getLogger(__name__)
@@ -661,16 +667,28 @@ class Pipeline:
             return None
 
     async def _streams_for(self, mailbox_id: str) -> list[GraphDeltaSource]:
-        cached = self._streams.get(mailbox_id)
-        if cached is not None:
-            return cached
-        assert self._connections is not None
         mailbox = self._config.mailboxes.get(mailbox_id)
         if mailbox is None:
             return []
+        # the mailbox's tracked folders are read too, and its organisation's token format
+        tracked = tuple(f.folder_id for f in mailbox.tracked_folders)
+        folders = self.options.mail_folders
+        org = self._config.organisations.get(mailbox.org_id)
+        token = TrackingTokenFormat(org.token_prefix) if org is not None else TrackingTokenFormat()
+        cached = self._streams.get(mailbox_id)
+        if cached and (message_folders(cached), cached[0].token_format) == (
+            folders_read(folders, tracked),
+            token,
+        ):
+            return cached
+        assert self._connections is not None
         transport = self._connections.transport
         streams = await mailbox_streams(
-            transport, mailbox_id, folders=self.options.mail_folders, todo=self.options.todo
+            transport,
+            mailbox_id,
+            folders=folders,
+            tracked_folders=tracked,
+            todo=self.options.todo,
         )
         sources = [
             GraphDeltaSource(
@@ -679,6 +697,7 @@ class Pipeline:
                 org_id=mailbox.org_id,
                 groups=frozenset(mailbox.field_groups),
                 owner_address=mailbox.upn,
+                token_format=token,
             )
             for stream in streams
         ]

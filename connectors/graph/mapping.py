@@ -51,6 +51,8 @@ from schemas.fields import (
     parse_datetime,
     sort_parties,
 )
+from schemas.models import OutlookAttributes
+from schemas.token import TrackingTokenFormat
 from schemas.types import Kind, Projection
 
 #: Dynasync's own MAPI property set (a fixed GUID) for its named extended properties.
@@ -222,7 +224,8 @@ _RECIPIENTS: Final[Mapping[str, str]] = {
     "cc": "ccRecipients",
     "bcc": "bccRecipients",
 }
-_TOKEN: Final = re.compile(r"(?:^|\s)(CRM:\d+)(?=\s|$)")
+#: Tracking tokens in Dynamics' default format (``CRM:`` and digits).
+DEFAULT_TOKEN_FORMAT: Final = TrackingTokenFormat()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -560,18 +563,6 @@ def _task_in(item: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-def split_tracking_token(subject: str | None) -> tuple[str | None, str | None]:
-    """(subject without the CRM tracking token, the token) of an e-mail subject."""
-    if subject is None:
-        return None, None
-    matches = list(_TOKEN.finditer(subject))
-    if not matches:
-        return subject, None
-    last = matches[-1]
-    rest = subject[: last.start()] + subject[last.end() :]
-    return rest or None, last.group(1)
-
-
 def _in_reply_to(item: Mapping[str, Any]) -> str | None:
     for header in _list("internetMessageHeaders", item.get("internetMessageHeaders")):
         header = _obj("internetMessageHeaders[]", header)
@@ -582,9 +573,12 @@ def _in_reply_to(item: Mapping[str, Any]) -> str | None:
 
 
 def _email_in(
-    item: Mapping[str, Any], mailbox: str | None, sent_folder_ids: Collection[str]
+    item: Mapping[str, Any],
+    mailbox: str | None,
+    sent_folder_ids: Collection[str],
+    token_format: TrackingTokenFormat,
 ) -> dict[str, Any]:
-    subject, token = split_tracking_token(norm_str("subject", item.get("subject")))
+    subject, token = token_format.split(norm_str("subject", item.get("subject")))
     sender = _recipient("from", item.get("from"))
     body = _obj("body", item.get("body"))
     outgoing = item.get("parentFolderId") in sent_folder_ids or (
@@ -614,10 +608,12 @@ def graph_to_projection(
     groups: frozenset[str] = frozenset(),
     mailbox: str | None = None,
     sent_folder_ids: Collection[str] = (),
+    token_format: TrackingTokenFormat = DEFAULT_TOKEN_FORMAT,
 ) -> Projection:
     """The synced projection of a Graph contact / event / todoTask / message.
 
-    ``mailbox`` (the owner's address) and ``sent_folder_ids`` decide an e-mail's direction.
+    ``mailbox`` (the owner's address) and ``sent_folder_ids`` decide an e-mail's direction;
+    the tracking token (``token_format``, the organisation's) is split off its subject.
     Extended properties are read from the expanded ``singleValueExtendedProperties`` (see
     ``expand_for``), task extras from the expanded ``extensions``.
     """
@@ -630,10 +626,46 @@ def graph_to_projection(
     elif kind == "task":
         values = _task_in(item)
     elif kind == "email":
-        values = _email_in(item, mailbox, sent_folder_ids)
+        values = _email_in(item, mailbox, sent_folder_ids, token_format)
     else:
         raise MappingError("kind", kind, "unknown kind")
     return _finish(kind, values, groups)
+
+
+def _bounded(field: str, value: str | None, limit: int) -> str | None:
+    if value is not None and len(value) > limit:
+        raise MappingError(field, value[:80], f"longer than {limit} characters")
+    return value
+
+
+def outlook_attributes(
+    kind: Kind,
+    item: Mapping[str, Any],
+    *,
+    token_format: TrackingTokenFormat = DEFAULT_TOKEN_FORMAT,
+) -> OutlookAttributes:
+    """What the rules need of a Graph item besides its synced fields: its folder and
+    categories, and a message's internetMessageId, In-Reply-To, tracking token (the same
+    ``token_format`` the projection's subject is split with) and conversationId."""
+    if not isinstance(item, Mapping):
+        raise MappingError(kind, item, "expected a JSON object")
+    folder = _bounded("parentFolderId", norm_str("parentFolderId", item.get("parentFolderId")), 512)
+    categories = [c for c in _strings("categories", item.get("categories"))[:256] if c.strip()]
+    if kind != "email":
+        return OutlookAttributes(folder_id=folder, categories=categories)
+    subject = norm_str("subject", item.get("subject"))
+    return OutlookAttributes(
+        folder_id=folder,
+        categories=categories,
+        internet_message_id=_bounded(
+            "internetMessageId", norm_str("internetMessageId", item.get("internetMessageId")), 998
+        ),
+        in_reply_to=_bounded("In-Reply-To", _in_reply_to(item), 998),
+        tracking_token=token_format.find(subject),
+        conversation_id=_bounded(
+            "conversationId", norm_str("conversationId", item.get("conversationId")), 512
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------

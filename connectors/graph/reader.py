@@ -4,7 +4,7 @@ validates every page at the edge and normalises items with ``graph_to_projection
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,10 +12,17 @@ from urllib.parse import urlsplit
 
 from connectors.base import ChangeBatch
 from connectors.errors import InvalidResponseError, NotFoundError
-from connectors.graph.mapping import correlation_id_of, expand_for, graph_to_projection
+from connectors.graph.mapping import (
+    DEFAULT_TOKEN_FORMAT,
+    correlation_id_of,
+    expand_for,
+    graph_to_projection,
+    outlook_attributes,
+)
 from connectors.graph.transport import GraphTransport
 from schemas.fields import MappingError
 from schemas.models import ItemChange, Origin
+from schemas.token import TrackingTokenFormat
 from schemas.types import Kind
 
 #: Every id read or written is the item's immutable id: a REST id changes when the item moves
@@ -39,6 +46,9 @@ class DeltaStream:
     expand: bool = True
     expand_value: str | None = None
     """``$expand`` to send instead of ``expand_for(kind)`` (a service lacking some navigation)."""
+    missing_ok: bool = False
+    """A 404 means the stream's container is gone (a tracked folder deleted in Outlook), not
+    the mailbox: the reader skips the stream instead of failing the mailbox."""
 
 
 #: What e-mail tracking reads of a message; ``internetMessageHeaders`` (In-Reply-To) comes only
@@ -64,7 +74,7 @@ MESSAGE_SELECT = ",".join(
 )
 
 
-def messages_stream(mailbox_id: str, folder: str) -> DeltaStream:
+def messages_stream(mailbox_id: str, folder: str, *, missing_ok: bool = False) -> DeltaStream:
     """Messages of one mail folder (a folder id or a well-known name like ``inbox``)."""
     return DeltaStream(
         mailbox_id,
@@ -72,7 +82,19 @@ def messages_stream(mailbox_id: str, folder: str) -> DeltaStream:
         f"messages:{folder}",
         f"users/{mailbox_id}/mailFolders/{folder}/messages/delta",
         {"$select": MESSAGE_SELECT},
+        missing_ok=missing_ok,
     )
+
+
+def folders_read(folders: tuple[str, ...], tracked: tuple[str, ...]) -> tuple[str, ...]:
+    """The mail folders a mailbox's streams read: ``folders``, then the tracked ones not
+    among them, each once."""
+    return tuple(dict.fromkeys((*folders, *tracked)))
+
+
+def message_folders(sources: Iterable[GraphDeltaSource]) -> tuple[str, ...]:
+    """The mail folders ``sources`` read, in order."""
+    return tuple(s.stream.name.partition(":")[2] for s in sources if s.stream.kind == "email")
 
 
 def contacts_stream(mailbox_id: str, folder: str | None = None) -> DeltaStream:
@@ -123,17 +145,22 @@ async def mailbox_streams(
     mailbox_id: str,
     *,
     folders: tuple[str, ...] = ("inbox", "sentitems"),
+    tracked_folders: tuple[str, ...] = (),
     window: tuple[datetime, datetime] | None = None,
     todo: bool = True,
 ) -> list[DeltaStream]:
-    """The delta streams of one mailbox: synced mail folders, contacts, a calendarView window
-    (default: 30 days back, 365 ahead), and one per To Do list."""
+    """The delta streams of one mailbox: synced mail folders, then its tracked folders (one
+    that is gone is skipped), contacts, a calendarView window (default: 30 days back, 365
+    ahead), and one per To Do list."""
     start, end = window or (
         datetime.now(UTC) - timedelta(days=30),
         datetime.now(UTC) + timedelta(days=365),
     )
     fmt = "%Y-%m-%dT%H:%M:%SZ"
-    streams = [messages_stream(mailbox_id, f) for f in folders]
+    streams = [
+        messages_stream(mailbox_id, f, missing_ok=f not in folders)
+        for f in folders_read(folders, tracked_folders)
+    ]
     streams.append(contacts_stream(mailbox_id))
     streams.append(calendar_stream(mailbox_id, start.strftime(fmt), end.strftime(fmt)))
     if todo:
@@ -165,6 +192,7 @@ class GraphDeltaSource:
         groups: frozenset[str] = frozenset(),
         owner_address: str | None = None,
         sent_folder_ids: frozenset[str] = frozenset(),
+        token_format: TrackingTokenFormat = DEFAULT_TOKEN_FORMAT,
         page_size: int = 50,
     ) -> None:
         self._t = transport
@@ -173,6 +201,7 @@ class GraphDeltaSource:
         self._groups = groups
         self._owner = owner_address
         self._sent = sent_folder_ids
+        self.token_format = token_format
         self._page = page_size
         self._origin = urlsplit(transport.base_url)._replace(path="", query="", fragment="")
 
@@ -273,7 +302,9 @@ class GraphDeltaSource:
                 groups=self._groups,
                 mailbox=self._owner,
                 sent_folder_ids=self._sent,
+                token_format=self.token_format,
             )
+            attributes = outlook_attributes(kind, item, token_format=self.token_format)
             correlation = correlation_id_of(kind, item)
         except MappingError as exc:
             raise InvalidResponseError(f"{self.stream_id}: item {item_id[:60]}: {exc}") from None
@@ -289,16 +320,6 @@ class GraphDeltaSource:
             mailbox_id=self.stream.mailbox_id,
             correlation_id=correlation,
             projection=projection,
-            attributes=_attributes(item),
+            outlook=attributes,
             origin=origin,
         )
-
-
-def _attributes(item: Mapping[str, Any]) -> dict[str, Any]:
-    """Source attributes the rules need (categories, folder, conversation) beyond the fields."""
-    out: dict[str, Any] = {}
-    for key in ("categories", "parentFolderId", "conversationId", "type", "seriesMasterId"):
-        value = item.get(key)
-        if value is not None:
-            out[key] = value
-    return out

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
 
-from connectors.errors import BadRequestError, ConnectorError, CursorExpiredError
+from connectors.errors import BadRequestError, ConnectorError, CursorExpiredError, NotFoundError
 from connectors.graph.notifications import NotificationRecord, PayloadError, ResourceKind
 from connectors.graph.reader import GraphDeltaSource
 from connectors.store import CursorStore, Publisher
@@ -66,10 +66,26 @@ class OutlookReader:
         self._topic = changes_topic
         self._on_changes = on_changes
         self._locks: dict[str, asyncio.Lock] = {}
+        self._missing: set[str] = set()
 
     async def sync_stream(self, source: GraphDeltaSource) -> PassResult:
         """One delta pass over ``source`` from its stored cursor; a full sync if the service
-        says it expired (410) or refuses it (400: a token of a mailbox that was recreated)."""
+        says it expired (410) or refuses it (400: a token of a mailbox that was recreated).
+        A stream that may be missing (a tracked folder) and is gone is skipped, with one
+        warning while it stays gone."""
+        try:
+            result = await self._sync_stream(source)
+        except NotFoundError as exc:
+            if not source.stream.missing_ok:
+                raise
+            if source.stream_id not in self._missing:
+                self._missing.add(source.stream_id)
+                log.warning("%s: not found (%s); skipped while it is gone", source.stream_id, exc)
+            return PassResult(source.stream_id, 0, False)
+        self._missing.discard(source.stream_id)
+        return result
+
+    async def _sync_stream(self, source: GraphDeltaSource) -> PassResult:
         key = cursor_key(source.stream_id)
         cursor = self._cursors.get(key)
         try:

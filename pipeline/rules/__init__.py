@@ -39,7 +39,6 @@ from pipeline.rules.tracking import (
     TrackDecision,
     TrackReason,
     correlate,
-    find_token,
     parse_name,
     should_track,
 )
@@ -52,7 +51,6 @@ from pipeline.rules.tracking_lookup import (
     TrackingLookup,
 )
 from pipeline.rules.tracking_settings import (
-    DEFAULT_TOKEN_PATTERN,
     MAX_TRACKED_FOLDERS,
     TRACKED_CATEGORY,
     TrackingConfigError,
@@ -60,7 +58,6 @@ from pipeline.rules.tracking_settings import (
 )
 
 __all__ = [
-    "DEFAULT_TOKEN_PATTERN",
     "DELETE_DECISIONS",
     "MAX_FETCHXML_CHARS",
     "MAX_TRACKED_FOLDERS",
@@ -99,7 +96,6 @@ __all__ = [
     "correlate",
     "decide_delete",
     "default_filters",
-    "find_token",
     "instantiate",
     "merge",
     "mirror_policy",

@@ -2,21 +2,26 @@
 
 Decision order: an activity already holding the internetMessageId (one activity per message)
 → the tracked category → a tracked folder → the auto-track option (``none`` stops here) → a
-correlated CRM email (In-Reply-To, then the tracking token in the subject, then the
+correlated CRM email (In-Reply-To, then the tracking token of the subject, then the
 conversation) → ``all`` → the counterpart resolving to a contact/account/lead
 (``from_crm_records``) or to any email-enabled row (``from_email_enabled``). The counterpart
 is the sender of incoming mail and the recipients of outgoing mail. The regarding record is the
 tracked folder's, else the correlated email's.
+
+The message's folder and correlation keys come from the Outlook reader's typed
+:class:`schemas.models.OutlookAttributes` (the tracking token already found there, with the
+organisation's token format); its parties and direction from its synced projection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
 from pipeline.rules.tracking_lookup import CrmEmail, RecordRef, TrackingLookup, normalize_message_id
 from pipeline.rules.tracking_settings import TrackingSettings
+from schemas.models import OutlookAttributes
 
 TrackReason: TypeAlias = Literal[
     "already_tracked",
@@ -46,7 +51,7 @@ class EmailFacts:
     """What tracking looks at in one Outlook message."""
 
     internet_message_id: str
-    subject: str | None = None
+    token: str | None = None
     sender: Address | None = None
     recipients: tuple[Address, ...] = ()
     in_reply_to: str | None = None
@@ -62,14 +67,10 @@ class EmailFacts:
             raise ValueError("an email needs an internetMessageId")
 
     @classmethod
-    def from_projection(
-        cls,
-        projection: Mapping[str, Any],
-        *,
-        categories: Iterable[str] = (),
-        folder_id: str | None = None,
-    ) -> EmailFacts:
-        """Facts from an email projection (``directioncode`` True = outgoing)."""
+    def of(cls, projection: Mapping[str, Any], seen: OutlookAttributes) -> EmailFacts:
+        """Facts of an Outlook message: its keys, folder and categories as the reader saw
+        them (``seen``), its parties and direction (``directioncode`` True = outgoing) from
+        its projection. ValueError without an internetMessageId."""
 
         def party(value: Any) -> Address | None:
             if isinstance(value, Mapping) and isinstance(value.get("email"), str):
@@ -84,14 +85,14 @@ class EmailFacts:
             if p is not None
         ]
         return cls(
-            internet_message_id=projection.get("messageid") or "",
-            subject=projection.get("subject"),
+            internet_message_id=seen.internet_message_id or "",
+            token=seen.tracking_token,
             sender=party(projection.get("from")),
             recipients=tuple(recipients),
-            in_reply_to=projection.get("inreplyto"),
-            conversation_id=projection.get("conversationid"),
-            categories=tuple(categories),
-            folder_id=folder_id,
+            in_reply_to=seen.in_reply_to,
+            conversation_id=seen.conversation_id,
+            categories=tuple(seen.categories),
+            folder_id=seen.folder_id,
             outgoing=projection.get("directioncode") is True,
         )
 
@@ -121,14 +122,6 @@ class TrackDecision:
     create_contact: ContactDraft | None = None
 
 
-def find_token(subject: str | None, settings: TrackingSettings) -> str | None:
-    """The tracking token in ``subject``, if any."""
-    if not subject:
-        return None
-    found = settings.token_regex.search(subject)
-    return found.group(0) if found else None
-
-
 def parse_name(name: str | None, address: str) -> tuple[str | None, str]:
     """(firstname, lastname) from a display name; the address's local part when nameless."""
     text = (name or "").strip().strip("\"'").strip()
@@ -146,18 +139,15 @@ def parse_name(name: str | None, address: str) -> tuple[str | None, str]:
     return " ".join(words[:-1])[:50], words[-1][:50]
 
 
-def correlate(
-    facts: EmailFacts, settings: TrackingSettings, lookup: TrackingLookup
-) -> tuple[Correlation, CrmEmail] | None:
+def correlate(facts: EmailFacts, lookup: TrackingLookup) -> tuple[Correlation, CrmEmail] | None:
     """The CRM email this message answers: In-Reply-To, then token, then conversation."""
     for reference in (facts.in_reply_to or "").replace(",", " ").split():
         if normalize_message_id(reference):
             found = lookup.email_by_message_id(normalize_message_id(reference))
             if found is not None:
                 return "in_reply_to", found
-    token = find_token(facts.subject, settings)
-    if token is not None:
-        found = lookup.email_by_token(token)
+    if facts.token is not None:
+        found = lookup.email_by_token(facts.token)
         if found is not None:
             return "token", found
     if facts.conversation_id:
@@ -202,8 +192,8 @@ def should_track(
         (r.email.strip().lower(), lookup.resolve_address(r.email)) for r in facts.recipients
     )
     existing = lookup.email_by_message_id(normalize_message_id(facts.internet_message_id))
-    link = correlate(facts, settings, lookup)
-    token = find_token(facts.subject, settings)
+    link = correlate(facts, lookup)
+    token = facts.token
     if existing is not None:
         return TrackDecision(
             tracked=True,

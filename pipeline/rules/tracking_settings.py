@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -12,7 +11,6 @@ from pipeline.rules.tracking_lookup import RecordRef
 from schemas.types import AutoTrack
 
 TRACKED_CATEGORY: Final = "Tracked to Dynamics 365"
-DEFAULT_TOKEN_PATTERN: Final = r"CRM:\d{7}"
 MAX_TRACKED_FOLDERS: Final = 25
 AUTO_TRACK_OPTIONS: Final[tuple[AutoTrack, ...]] = (
     "all",
@@ -21,9 +19,7 @@ AUTO_TRACK_OPTIONS: Final[tuple[AutoTrack, ...]] = (
     "from_email_enabled",
     "none",
 )
-_KEYS: Final = frozenset(
-    {"auto_track", "token_pattern", "folders", "auto_create_contact", "category"}
-)
+_KEYS: Final = frozenset({"auto_track", "folders", "auto_create_contact", "category"})
 
 
 class TrackingConfigError(ValueError):
@@ -33,31 +29,19 @@ class TrackingConfigError(ValueError):
 @dataclass(frozen=True, slots=True)
 class TrackingSettings:
     """One user's tracking settings. ``folders`` maps a mail folder id to the record its mail
-    is regarding (None: tracked without a regarding record)."""
+    is regarding (None: tracked without a regarding record). The tracking token's format is
+    the organisation's (:class:`schemas.token.TrackingTokenFormat`), applied by the reader."""
 
     auto_track: AutoTrack = "replies"
-    token_pattern: str = DEFAULT_TOKEN_PATTERN
     folders: Mapping[str, RecordRef | None] = field(default_factory=lambda: MappingProxyType({}))
     auto_create_contact: bool = False
     category: str = TRACKED_CATEGORY
-    token_regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.auto_track not in AUTO_TRACK_OPTIONS:
             raise TrackingConfigError(
                 f"auto_track: {self.auto_track!r} is not one of {', '.join(AUTO_TRACK_OPTIONS)}"
             )
-        if not isinstance(self.token_pattern, str) or not 0 < len(self.token_pattern) <= 200:
-            raise TrackingConfigError(
-                "token_pattern: expected a regular expression of 1..200 chars"
-            )
-        try:
-            regex = re.compile(self.token_pattern)
-        except re.error as exc:
-            raise TrackingConfigError(f"token_pattern: not a regular expression ({exc})") from None
-        if regex.fullmatch(""):
-            raise TrackingConfigError("token_pattern: must not match the empty string")
-        object.__setattr__(self, "token_regex", regex)
         if len(self.folders) > MAX_TRACKED_FOLDERS:
             raise TrackingConfigError(
                 f"folders: {len(self.folders)} tracked folders; at most {MAX_TRACKED_FOLDERS}"
@@ -89,7 +73,6 @@ class TrackingSettings:
             folders[folder_id] = _record(f"folders[{folder_id!r}]", record)
         return cls(
             auto_track=data.get("auto_track", "replies"),
-            token_pattern=data.get("token_pattern", DEFAULT_TOKEN_PATTERN),
             folders=MappingProxyType(folders),
             auto_create_contact=data.get("auto_create_contact", False),
             category=data.get("category", TRACKED_CATEGORY),

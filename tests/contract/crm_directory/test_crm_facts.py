@@ -16,13 +16,14 @@ from pipeline.plan import MailboxRules, plan
 from schemas.models import ItemChange
 from tests.contract.dataverse_connector.fixtures import Emulator
 from tests.unit.plan.test_plan import NOW, USER, change
+from tests.unit.plan.test_plan_rules import email
 
 REPLY = {
-    "messageid": "<reply@x.test>",
+    "message_id": "<reply@x.test>",
     "subject": "RE: Offer",
-    "inreplyto": "<orig@crm.test>",
-    "from": {"email": "cole@x.test", "name": "Cole"},
-    "to": [{"email": "alice@contoso.test", "name": None}],
+    "in_reply_to": "<orig@crm.test>",
+    "sender": "cole@x.test",
+    "name": "Cole",
 }
 
 
@@ -30,8 +31,8 @@ def _rules() -> MailboxRules:
     return MailboxRules("mbx", "org", USER)
 
 
-def _reply() -> ItemChange:
-    return change("outlook", "m1", "v1", dict(REPLY), kind="email", attributes={})
+def _reply(**graph: str) -> ItemChange:
+    return email("m1", **(REPLY | graph))
 
 
 async def _post(dv: Emulator, entity_set: str, body: dict[str, Any], key: str) -> str:
@@ -76,6 +77,30 @@ async def test_a_reply_to_a_crm_email_is_tracked_regarding_its_record(dv: Emulat
     assert sender is not None and sender.id == contact
 
 
+async def test_a_reply_with_only_the_token_is_tracked_regarding_its_record(dv: Emulator) -> None:
+    account = await _post(dv, "accounts", {"name": "Acme"}, "accountid")
+    await _post(
+        dv,
+        "emails",
+        {
+            "subject": "Offer",
+            "trackingtoken": "CRM:0001234",
+            "regardingobjectid_account_email@odata.bind": f"/accounts({account})",
+        },
+        "activityid",
+    )
+    directory = CrmDirectory(dv.client)
+
+    async def directories(org_id: str) -> CrmDirectory:
+        return directory
+
+    reply = _reply(in_reply_to="<not-a-crm-email@x.test>", subject="RE: Offer CRM:0001234")
+    rules = await with_crm_facts(reply, None, _rules(), directories)
+    (cmd,) = plan(reply, None, rules, NOW).commands
+    assert cmd.fields["regardingobjectid"] == {"table": "account", "id": account}
+    assert cmd.fields["subject"] == "RE: Offer"
+
+
 async def test_other_changes_do_not_ask_the_crm() -> None:
     asked: list[str] = []
 
@@ -84,7 +109,7 @@ async def test_other_changes_do_not_ask_the_crm() -> None:
         return None
 
     contact = change("outlook", "c1", "v1", {"lastname": "x"})
-    crm_email = change("crm", "e1", "v1", dict(REPLY), kind="email")
+    crm_email = change("crm", "e1", "v1", dict(_reply().projection), kind="email")
     deleted = replace(_reply(), op="delete")
     before = _rules()
     for c in (contact, crm_email, deleted):

@@ -11,7 +11,6 @@ from connectors.errors import InvalidResponseError
 from pipeline.crm_directory import CrmDirectory
 from pipeline.rules.tracking import Address, EmailFacts
 from pipeline.rules.tracking_lookup import RecordRef
-from pipeline.rules.tracking_settings import TrackingSettings
 from tests.contract.dataverse_connector.fixtures import USER_A, Emulator
 
 
@@ -100,12 +99,11 @@ async def test_lookup_for_a_reply_gathers_what_tracking_asks(dv: Emulator) -> No
     original = await _create(dv, "emails", {"subject": "Offer", "messageid": "<orig@x.test>"})
     facts = EmailFacts(
         internet_message_id="<reply@x.test>",
-        subject="RE: Offer",
         sender=Address("cole@x.test", "Cole"),
         recipients=(Address("alice@contoso.test"),),
         in_reply_to="<orig@x.test>",
     )
-    lookup = await CrmDirectory(dv.client).lookup_for(facts, TrackingSettings())
+    lookup = await CrmDirectory(dv.client).lookup_for(facts)
     replied = lookup.email_by_message_id("orig@x.test")
     assert replied is not None and replied.activity_id == original
     assert lookup.email_by_message_id("reply@x.test") is None

@@ -21,11 +21,13 @@ from connectors.graph.mapping import (
     correlation_stamp,
     expand_for,
     graph_to_projection,
+    outlook_attributes,
     projection_to_graph,
-    split_tracking_token,
     zone,
 )
 from schemas.fields import MappingError, field_names
+from schemas.models import OutlookAttributes
+from schemas.token import TrackingTokenFormat
 
 CONTACT: dict[str, Any] = {
     "id": "AAMkAGI2THVSAAA=",
@@ -450,8 +452,59 @@ def test_tracking_token_absent_and_written_into_subject() -> None:
         "email", {"subject": "Hi", "trackingtoken": "CRM:7"}, fields=["trackingtoken"]
     )
     assert body == {"subject": "Hi CRM:7"}
-    assert split_tracking_token("CRM:1 only") == (" only", "CRM:1")
-    assert split_tracking_token("xCRM:12") == ("xCRM:12", None)
+
+
+def test_organisation_token_prefix_is_split_off_the_subject() -> None:
+    tkn = TrackingTokenFormat("TKN-")
+    p = graph_to_projection("email", {**MESSAGE, "subject": "RE: Offer TKN-42"}, token_format=tkn)
+    assert (p["subject"], p["trackingtoken"]) == ("RE: Offer", "TKN-42")
+    # another organisation's format leaves the subject alone
+    p = graph_to_projection("email", {**MESSAGE, "subject": "RE: Offer TKN-42"})
+    assert p["subject"] == "RE: Offer TKN-42" and "trackingtoken" not in p
+
+
+def test_outlook_attributes_keep_what_tracking_needs() -> None:
+    """The token the projection's subject loses is what the reader hands the tracking rule."""
+    attrs = outlook_attributes("email", {**MESSAGE, "categories": ["Tracked to Dynamics 365"]})
+    assert attrs == OutlookAttributes(
+        folder_id="inbox-id",
+        categories=["Tracked to Dynamics 365"],
+        internet_message_id="<BY5PR@contoso.example>",
+        in_reply_to="<orig@contoso.example>",
+        tracking_token="CRM:0001023",
+        conversation_id="AAQkAGUAAAwTW09=",
+    )
+    assert graph_to_projection("email", MESSAGE)["subject"] == "RE: Contract"
+    # only the token, no In-Reply-To: the token is still there for correlation
+    bare = {k: v for k, v in MESSAGE.items() if k != "internetMessageHeaders"}
+    only = outlook_attributes("email", {**bare, "subject": "CRM:0001023"})
+    assert only.tracking_token == "CRM:0001023" and only.in_reply_to is None
+    assert outlook_attributes("contact", {"parentFolderId": "c-f", "categories": ["x"]}) == (
+        OutlookAttributes(folder_id="c-f", categories=["x"])
+    )
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"parentFolderId": 7},
+        {"parentFolderId": "f" * 513},
+        {"categories": "Red"},
+        {"categories": [1]},
+        {"internetMessageId": ["<a@b>"]},
+        {"internetMessageId": "<" + "a" * 1000 + ">"},
+        {"internetMessageHeaders": {"In-Reply-To": "<a@b>"}},
+        {"internetMessageHeaders": [{"name": "In-Reply-To", "value": 5}]},
+        {"subject": {"text": "CRM:1"}},
+        {"conversationId": False},
+    ],
+)
+def test_outlook_attributes_refuse_garbage(item: dict[str, Any]) -> None:
+    with pytest.raises(MappingError):
+        outlook_attributes("email", {**MESSAGE, **item})
+    not_an_object: Any = ["not", "an", "object"]
+    with pytest.raises(MappingError):
+        outlook_attributes("email", not_an_object)
 
 
 def test_read_only_fields_are_not_written() -> None:

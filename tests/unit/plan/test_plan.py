@@ -14,6 +14,7 @@ from schemas.models import (
     ItemChange,
     Mailbox,
     OutcomeStatus,
+    OutlookAttributes,
     WriteCommand,
     WriteOutcome,
 )
@@ -51,6 +52,7 @@ def change(
     op: Op = "upsert",
     kind: Kind = "contact",
     attributes: dict[str, Any] | None = None,
+    outlook: OutlookAttributes | None = None,
     at: str = NOW,
 ) -> ItemChange:
     return ItemChange(
@@ -67,6 +69,7 @@ def change(
         attributes={"tracked": True}
         if side == "outlook" and attributes is None
         else attributes or {},
+        outlook=outlook,
     )
 
 
@@ -139,11 +142,12 @@ class TestFirstSight:
         assert p.link is None and p.dropped == "outlook item is not tracked"
 
     def test_tracked_category_counts(self) -> None:
-        attrs = {"categories": ["Tracked to Dynamics 365"]}
-        p = plan(
-            change("outlook", "o1", "v1", {"firstname": "A"}, attributes=attrs), None, rules(), NOW
+        seen = OutlookAttributes(categories=["Red", "Tracked to Dynamics 365"])
+        contact = change("outlook", "o1", "v1", {"firstname": "A"}, attributes={}, outlook=seen)
+        assert len(plan(contact, None, rules(), NOW).commands) == 1
+        assert plan(replace(contact, outlook=None), None, rules(), NOW).dropped == (
+            "outlook item is not tracked"
         )
-        assert len(p.commands) == 1
 
     def test_crm_creates_in_outlook_without_run_as(self) -> None:
         p = plan(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import orjson
 import pytest
 
+from connectors.graph.mapping import graph_to_projection, outlook_attributes
 from pipeline.plan import MailboxRules, apply_outcome, plan
 from pipeline.rules import DirectionsError, InMemoryTrackingLookup, RecordRef, StoredEmail
 from pipeline.state import decode_link, encode_link
@@ -16,8 +18,40 @@ from tests.unit.plan.test_plan import NOW, USER, applied, change, linked, outcom
 ACCOUNT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 
 
-def email(item_id: str, **projection: object) -> ItemChange:
-    return change("outlook", item_id, "v1", dict(projection), kind="email", attributes={})
+def graph_message(
+    item_id: str,
+    *,
+    message_id: str | None = None,
+    in_reply_to: str | None = None,
+    subject: str | None = None,
+    sender: str | None = None,
+    name: str | None = None,
+    folder: str = "inbox-id",
+) -> dict[str, Any]:
+    """A Graph message as the delta reader receives it."""
+    item: dict[str, Any] = {"id": item_id, "subject": subject, "parentFolderId": folder}
+    if message_id is not None:
+        item["internetMessageId"] = message_id
+    if in_reply_to is not None:
+        item["internetMessageHeaders"] = [{"name": "In-Reply-To", "value": in_reply_to}]
+    if sender is not None:
+        item["from"] = {"emailAddress": {"address": sender, "name": name}}
+    return item
+
+
+def email(item_id: str, **graph: Any) -> ItemChange:
+    """An Outlook email change normalised by the reader's own mapping (projection and the
+    attributes tracking reads), not built by hand."""
+    item = graph_message(item_id, **graph)
+    return change(
+        "outlook",
+        item_id,
+        "v1",
+        graph_to_projection("email", item),
+        kind="email",
+        attributes={},
+        outlook=outlook_attributes("email", item),
+    )
 
 
 class TestManualConflictRecordedOnce:
@@ -85,13 +119,13 @@ def test_conflict_entry_serialises_flat_with_orjson() -> None:
 class TestEmailTracking:
     def test_untracked_reply_option_drops_with_reason(self) -> None:
         r = rules(kind="email")
-        p = plan(email("m1", messageid="<a@x>", subject="hi"), None, r, NOW)
+        p = plan(email("m1", message_id="<a@x>", subject="hi"), None, r, NOW)
         assert p.link is None and p.dropped == "outlook email is not tracked (not_matched)"
 
     def test_reply_to_crm_email_is_tracked(self) -> None:
         lookup = InMemoryTrackingLookup([StoredEmail("act-1", message_id="<orig@crm>")])
         r = replace(rules(kind="email"), lookup=lookup)
-        p = plan(email("m1", messageid="<r@x>", inreplyto="<orig@crm>"), None, r, NOW)
+        p = plan(email("m1", message_id="<r@x>", in_reply_to="<orig@crm>"), None, r, NOW)
         (cmd,) = p.commands
         assert cmd.target == "crm" and cmd.action == "create"
 
@@ -99,7 +133,7 @@ class TestEmailTracking:
         about = RecordRef("account", ACCOUNT)
         lookup = InMemoryTrackingLookup([StoredEmail("act-1", "<orig@crm>", regarding=about)])
         r = replace(rules(kind="email"), lookup=lookup)
-        p = plan(email("m1", messageid="<r@x>", inreplyto="<orig@crm>"), None, r, NOW)
+        p = plan(email("m1", message_id="<r@x>", in_reply_to="<orig@crm>"), None, r, NOW)
         (cmd,) = p.commands
         assert cmd.fields["regardingobjectid"] == {"table": "account", "id": ACCOUNT}
         # the regarding record is set once; later edits of the message do not carry it
@@ -114,13 +148,13 @@ class TestEmailTracking:
     def test_untracked_folder_mail_has_no_regarding(self) -> None:
         lookup = InMemoryTrackingLookup([StoredEmail("act-1", message_id="<orig@crm>")])
         r = replace(rules(kind="email"), lookup=lookup)
-        p = plan(email("m1", messageid="<r@x>", inreplyto="<orig@crm>"), None, r, NOW)
+        p = plan(email("m1", message_id="<r@x>", in_reply_to="<orig@crm>"), None, r, NOW)
         assert "regardingobjectid" not in p.commands[0].fields
 
     def test_already_tracked_message_links_to_existing_activity(self) -> None:
         lookup = InMemoryTrackingLookup([StoredEmail("act-9", message_id="<m@x>")])
         r = replace(rules(kind="email"), lookup=lookup)
-        p = plan(email("m1", messageid="<m@x>", subject="s"), None, r, NOW)
+        p = plan(email("m1", message_id="<m@x>", subject="s"), None, r, NOW)
         (cmd,) = p.commands
         assert cmd.action == "update" and cmd.target_id == "act-9"
         assert p.link is not None and p.link.crm_id == "act-9"
@@ -135,20 +169,33 @@ class TestEmailTracking:
             tracked_folders=[TrackedFolder("F1", "account", ACCOUNT)],
         )
         r = MailboxRules.from_mailbox(mbx)
-        tracked = change(
-            "outlook",
-            "m1",
-            "v1",
-            {"messageid": "<1@x>"},
-            kind="email",
-            attributes={"folder_id": "F1"},
-        )
+        tracked = email("m1", message_id="<1@x>", folder="F1")
         (cmd,) = plan(tracked, None, r, NOW).commands
         assert cmd.fields["regardingobjectid"] == {"table": "account", "id": ACCOUNT}
-        elsewhere = replace(tracked, attributes={"folder_id": "F2"})
+        elsewhere = email("m1", message_id="<1@x>", folder="F2")
         assert (
             plan(elsewhere, None, r, NOW).dropped
             == "outlook email is not tracked (auto_track_none)"
+        )
+
+    def test_reply_with_only_the_token_is_tracked_regarding_the_crm_email_record(self) -> None:
+        about = RecordRef("account", ACCOUNT)
+        original = StoredEmail("act-1", "<orig@crm>", token="CRM:0001234", regarding=about)
+        r = replace(rules(kind="email"), lookup=InMemoryTrackingLookup([original]))
+        p = plan(email("m1", message_id="<r@x>", subject="RE: Offer CRM:0001234"), None, r, NOW)
+        (cmd,) = p.commands
+        assert cmd.action == "create" and cmd.fields["subject"] == "RE: Offer"
+        assert cmd.fields["regardingobjectid"] == {"table": "account", "id": ACCOUNT}
+        assert cmd.fields["trackingtoken"] == "CRM:0001234"
+        only = plan(email("m2", message_id="<o@x>", subject="CRM:0001234"), None, r, NOW)
+        assert only.commands and only.commands[0].fields["regardingobjectid"]["id"] == ACCOUNT
+        other = plan(email("m3", message_id="<n@x>", subject="RE: CRM:0009999"), None, r, NOW)
+        assert other.dropped == "outlook email is not tracked (not_matched)"
+
+    def test_an_email_without_what_the_reader_saw_is_not_tracked(self) -> None:
+        bare = replace(email("m1", message_id="<m@x>", folder="F1"), outlook=None)
+        assert plan(bare, None, rules(kind="email"), NOW).dropped == (
+            "outlook email has no internetMessageId"
         )
 
     def test_unknown_sender_becomes_a_contact_before_the_email(self) -> None:
@@ -161,8 +208,8 @@ class TestEmailTracking:
             auto_create_contact=True,
         )
         r = MailboxRules.from_mailbox(mbx)
-        sender = {"email": "jane.doe@new.example", "name": "Doe, Jane"}
-        incoming = email("m1", messageid="<n@x>", subject="hello", **{"from": sender})
+        sender = {"sender": "jane.doe@new.example", "name": "Doe, Jane"}
+        incoming = email("m1", message_id="<n@x>", subject="hello", **sender)
         contact, mail = plan(incoming, None, r, NOW).commands
         assert (contact.kind, contact.action, contact.target) == ("contact", "create", "crm")
         assert contact.fields == {
@@ -172,7 +219,7 @@ class TestEmailTracking:
         }
         assert contact.run_as == USER and mail.kind == "email" and mail.action == "create"
         # the same sender again: the same contact (its row id derives from the correlation id)
-        again = email("m2", messageid="<m@x>", subject="again", **{"from": sender})
+        again = email("m2", message_id="<m@x>", subject="again", **sender)
         assert plan(again, None, r, NOW).commands[0].correlation_id == contact.correlation_id
         # off by default
         quiet = MailboxRules.from_mailbox(replace(mbx, auto_create_contact=False))

@@ -12,7 +12,6 @@ from pipeline.rules.tracking import (
     ContactDraft,
     EmailFacts,
     correlate,
-    find_token,
     parse_name,
     should_track,
 )
@@ -22,6 +21,7 @@ from pipeline.rules.tracking_settings import (
     TrackingConfigError,
     TrackingSettings,
 )
+from schemas.models import OutlookAttributes
 from schemas.types import AutoTrack
 
 
@@ -151,38 +151,36 @@ def test_folder_tracking_sets_regarding() -> None:
 
 
 def test_correlation_in_reply_to_first() -> None:
-    facts = mail(in_reply_to="<done@x>", subject="Re: CRM:0001234 offer", conversation_id="conv-1")
+    facts = mail(in_reply_to="<done@x>", token="CRM:0001234", conversation_id="conv-1")
     decision = decide(facts)
     assert decision.correlation == "in_reply_to"
     assert decision.correlated is not None and decision.correlated.activity_id == "act-2"
 
 
 def test_correlation_token_second() -> None:
-    facts = mail(in_reply_to="<unknown@x>", subject="Re: offer CRM:0001234", conversation_id="c9")
+    facts = mail(in_reply_to="<unknown@x>", token="CRM:0001234", conversation_id="c9")
     decision = decide(facts)
     assert decision.correlation == "token" and decision.token == "CRM:0001234"
     assert decision.tracked and decision.regarding == OPP
 
 
 def test_correlation_conversation_last() -> None:
-    decision = decide(mail(subject="Re: offer CRM:0009999", conversation_id="conv-1"))
+    decision = decide(mail(token="CRM:0009999", conversation_id="conv-1"))
     assert decision.correlation == "conversation"
     assert decision.correlated is not None and decision.correlated.activity_id == "act-1"
-    assert decide(mail(subject="hello", conversation_id="conv-x")).correlation is None
+    assert decide(mail(conversation_id="conv-x")).correlation is None
+
+
+def test_a_token_alone_correlates() -> None:
+    """A reply carrying only the token (no In-Reply-To, a conversation the CRM never saw)."""
+    decision = decide(mail(token="crm:0001234"))
+    assert decision.tracked and decision.reason == "reply" and decision.correlation == "token"
+    assert decision.regarding == OPP
 
 
 def test_in_reply_to_with_several_references() -> None:
-    found = correlate(mail(in_reply_to="<a@b> <orig@crm.example>"), TrackingSettings(), lookup())
+    found = correlate(mail(in_reply_to="<a@b> <orig@crm.example>"), lookup())
     assert found is not None and found[0] == "in_reply_to" and found[1].activity_id == "act-1"
-
-
-def test_token_pattern_is_configurable() -> None:
-    settings = TrackingSettings(token_pattern=r"TKN-\d{4}")
-    assert find_token("Re: hi TKN-0042 there", settings) == "TKN-0042"
-    assert find_token("Re: CRM:0001234", settings) is None
-    assert find_token("Re: CRM:0001234", TrackingSettings()) == "CRM:0001234"
-    assert find_token("Re: CRM:123", TrackingSettings()) is None
-    assert find_token(None, TrackingSettings()) is None
 
 
 # --- one activity per internetMessageId ------------------------------------------------------
@@ -241,24 +239,31 @@ def test_parse_name(name: str | None, expected: tuple[str | None, str]) -> None:
     assert parse_name(name, "j.doe@x.example") == expected
 
 
-def test_facts_from_projection() -> None:
+def test_facts_of_a_message() -> None:
+    """Keys, folder and categories from what the reader saw; parties from the projection."""
     projection = {
-        "messageid": "<m1@x>",
-        "subject": "Re: CRM:0001234",
+        "messageid": "<ignored@x>",
+        "subject": "Re:",
         "from": {"email": "jane@client.example", "name": "Jane"},
         "to": [{"email": "me@corp.example", "name": None}],
         "cc": None,
-        "inreplyto": None,
-        "conversationid": "c",
         "directioncode": False,
     }
-    facts = EmailFacts.from_projection(projection, categories=["x"], folder_id="f")
+    seen = OutlookAttributes(
+        folder_id="f",
+        categories=["x"],
+        internet_message_id="<m1@x>",
+        tracking_token="CRM:0001234",
+        conversation_id="c",
+    )
+    facts = EmailFacts.of(projection, seen)
+    assert facts.internet_message_id == "<m1@x>" and facts.token == "CRM:0001234"
     assert facts.sender == Address("jane@client.example", "Jane")
     assert facts.recipients == (Address("me@corp.example"),)
     assert not facts.outgoing and facts.folder_id == "f" and facts.categories == ("x",)
     assert decide(facts).correlation == "token"
     with pytest.raises(ValueError, match="needs an internetMessageId"):
-        EmailFacts.from_projection({"subject": "no id"})
+        EmailFacts.of(projection, OutlookAttributes(tracking_token="CRM:0001234"))
 
 
 # --- settings validation ------------------------------------------------------------------------
@@ -276,9 +281,7 @@ def test_at_most_25_tracked_folders() -> None:
     ("config", "message"),
     [
         ({"auto_track": "sometimes"}, "auto_track: 'sometimes' is not one of"),
-        ({"token_pattern": "CRM:("}, "token_pattern: not a regular expression"),
-        ({"token_pattern": ""}, "token_pattern: expected"),
-        ({"token_pattern": "x*"}, "must not match the empty string"),
+        ({"token_pattern": r"CRM:\d+"}, r"unknown setting\(s\) \['token_pattern'\]"),
         ({"folders": ["a"]}, "folders: expected an object"),
         ({"folders": {"f": {"table": "account"}}}, r"folders\['f'\]: expected"),
         ({"folders": {"f": {"table": "account", "id": "nope"}}}, "not a lowercase GUID"),
