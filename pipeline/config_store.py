@@ -4,21 +4,26 @@
 Keys: ``organisation:<org_id>``, ``mailbox:<mailbox_id>``, ``filter:<filter_id>``,
 ``directions:<org_id>:<kind>``. A ``None`` value (tombstone) deletes a key.
 
-Invariants checked on write: one mailbox ↔ one CRM user ↔ one organisation (no two mailboxes
-share a UPN or an ``(org_id, systemuser_id)``), and every record's organisation (and a filter's
-mailbox) exists. Concurrency: the check runs against this process's snapshot, so two writers
-racing can both pass it. ``load()`` therefore re-checks the whole topic and reports every clash
-in ``ConfigSnapshot.problems``; the engine must refuse a mailbox named in a clash.
+Invariants checked on write: one mailbox ↔ one CRM user ↔ one organisation, on normalised
+identities: no two mailboxes name one Graph mailbox (UPN, SMTP address or an address-shaped
+mailbox id compared case-insensitively; Graph user object ids as GUIDs) and no two share one
+CRM user (systemuserid as a GUID, in one organisation: one Dataverse URL); and every record's
+organisation (and a filter's mailbox) exists. Concurrency: the check runs against this
+process's snapshot, so two writers racing can both pass it. ``load()`` therefore re-checks the
+whole topic and reports every clash in ``ConfigSnapshot.problems``; the engine must refuse a
+mailbox named in a clash, and the runtime does not read it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -152,7 +157,7 @@ class ConfigSnapshot:
         ):
             raise ConfigError(f"mailbox {record.mailbox_id!r} does not exist")
         if isinstance(record, Mailbox):
-            clash = mailbox_clash(record, self.mailboxes.values())
+            clash = mailbox_clash(record, self.mailboxes.values(), org_identity(self.organisations))
             if clash:
                 raise ConfigError(clash)
 
@@ -166,31 +171,121 @@ class ConfigSnapshot:
             raise ConfigError(f"organisation {org!r} still has mailboxes: {', '.join(users)}")
 
     def clashes(self) -> list[ConfigProblem]:
-        """Invariant violations among the loaded mailboxes (left by racing writers)."""
+        """Invariant violations among the loaded mailboxes (left by racing writers, or by
+        records written before identities were normalised): the first of two mailboxes in id
+        order keeps its identities, the other is named."""
+        org_key = org_identity(self.organisations)
         found: list[ConfigProblem] = []
-        seen: list[Mailbox] = []
+        claimed: dict[str, Mailbox] = {}
         for mailbox in sorted(self.mailboxes.values(), key=lambda m: m.mailbox_id):
-            clash = mailbox_clash(mailbox, seen)
+            user = _crm_identity(mailbox, org_key)
+            keys = [*mailbox_identities(mailbox), f"crm:{user[0]}:{user[1]}"]
+            holders = [claimed[k] for k in keys if k in claimed]
+            clash = mailbox_clash(mailbox, holders, org_key) if holders else None
             if clash:
                 found.append(ConfigProblem(f"mailbox:{mailbox.mailbox_id}", clash))
-            seen.append(mailbox)
+                continue
+            claimed.update(dict.fromkeys(keys, mailbox))
         return found
 
 
-def mailbox_clash(mailbox: Mailbox, others: Iterable[Mailbox]) -> str | None:
-    """Why ``mailbox`` may not coexist with ``others`` (ignoring its own id), or None."""
-    upn = mailbox.upn.casefold()
-    user = (mailbox.org_id, mailbox.systemuser_id.lower())
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _guid(value: str | None) -> str | None:
+    """``value`` as a lowercase GUID (braces and case ignored), or None if it is not one."""
+    if value is None:
+        return None
+    text = value.strip().removeprefix("{").removesuffix("}").lower()
+    return text if _GUID.fullmatch(text) else None
+
+
+def mailbox_identities(mailbox: Mailbox) -> dict[str, str]:
+    """The normalised names of the Graph mailbox ``mailbox`` stands for, each with how to say
+    it: its UPN and SMTP address (and a mailbox id that is an address) case-insensitively, its
+    Graph user object id (``aad_object_id``, or a mailbox id that is a GUID) as a GUID."""
+    out: dict[str, str] = {}
+    for label, value in (
+        ("UPN", mailbox.upn),
+        ("SMTP address", mailbox.smtp_address),
+        ("mailbox id", mailbox.mailbox_id),
+    ):
+        if value is not None and "@" in value:
+            out.setdefault(f"address:{value.strip().casefold()}", f"{label} {value}")
+    for label, value in (("mailbox id", mailbox.mailbox_id), ("object id", mailbox.aad_object_id)):
+        guid = _guid(value)
+        if guid is not None:
+            out.setdefault(f"object:{guid}", f"Graph user {label} {value}")
+    mailbox_id = mailbox.mailbox_id
+    if "@" not in mailbox_id and _guid(mailbox_id) is None:  # some other key Graph resolves
+        out[f"id:{mailbox_id.strip().casefold()}"] = f"mailbox id {mailbox_id}"
+    return out
+
+
+OrgKey = Callable[[str], str]
+"""Which Dataverse organisation an ``org_id`` is (two records for one URL are one org)."""
+
+
+def _same_org(org_id: str) -> str:
+    return org_id
+
+
+def org_identity(organisations: Mapping[str, Organisation]) -> OrgKey:
+    """An :data:`OrgKey` over ``organisations``: their URL (host case-insensitive, no
+    trailing slash) when known, else the org id."""
+
+    def key(org_id: str) -> str:
+        org = organisations.get(org_id)
+        if org is None:
+            return f"id:{org_id}"
+        parts = urlsplit(org.url.strip())
+        return (
+            f"url:{parts.scheme.lower()}://{(parts.netloc or '').lower()}{parts.path.rstrip('/')}"
+        )
+
+    return key
+
+
+def _crm_identity(mailbox: Mailbox, org_key: OrgKey) -> tuple[str, str]:
+    user = _guid(mailbox.systemuser_id) or mailbox.systemuser_id.strip().lower()
+    return org_key(mailbox.org_id), user
+
+
+def mailbox_clash(
+    mailbox: Mailbox, others: Iterable[Mailbox], org_key: OrgKey = _same_org
+) -> str | None:
+    """Why ``mailbox`` may not coexist with ``others`` (ignoring its own id), or None: one
+    Graph mailbox (any of :func:`mailbox_identities`) ↔ one CRM user ↔ one organisation."""
+    mine = mailbox_identities(mailbox)
+    user = _crm_identity(mailbox, org_key)
     for other in others:
         if other.mailbox_id == mailbox.mailbox_id:
             continue
-        if other.upn.casefold() == upn:
-            return f"UPN {mailbox.upn} is already registered as mailbox {other.mailbox_id!r}"
-        if (other.org_id, other.systemuser_id.lower()) == user:
-            return (
-                f"CRM user {mailbox.systemuser_id} of organisation {mailbox.org_id!r} is "
-                f"already linked to mailbox {other.mailbox_id!r} ({other.upn})"
-            )
+        clash = _clash(mailbox, mine, user, other, org_key)
+        if clash:
+            return clash
+    return None
+
+
+def _clash(
+    mailbox: Mailbox,
+    mine: Mapping[str, str],
+    user: tuple[str, str],
+    other: Mailbox,
+    org_key: OrgKey,
+) -> str | None:
+    theirs = mailbox_identities(other)
+    same = next((key for key in mine if key in theirs), None)
+    if same is not None:
+        return (
+            f"{mine[same]} is already registered as mailbox {other.mailbox_id!r} "
+            f"({theirs[same]}, organisation {other.org_id!r})"
+        )
+    if _crm_identity(other, org_key) == user:
+        return (
+            f"CRM user {mailbox.systemuser_id} of organisation {mailbox.org_id!r} is "
+            f"already linked to mailbox {other.mailbox_id!r} ({other.upn})"
+        )
     return None
 
 

@@ -259,13 +259,16 @@ class Pipeline:
         return self._runners.get(mailbox_id)
 
     def enabled_mailboxes(self) -> list[Mailbox]:
-        """The mailboxes that sync now (enabled, organisation known)."""
+        """The mailboxes that sync now (enabled, organisation known, not named in a clash)."""
         snap = self._config
+        clashing = {p.key for p in snap.clashes()}
         return sorted(
             (
                 m
                 for m in snap.mailboxes.values()
-                if m.status == "enabled" and m.org_id in snap.organisations
+                if m.status == "enabled"
+                and m.org_id in snap.organisations
+                and f"mailbox:{m.mailbox_id}" not in clashing
             ),
             key=lambda m: m.mailbox_id,
         )
