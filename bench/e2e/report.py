@@ -192,12 +192,13 @@ def plot_svg(doc: dict[str, Any]) -> str:
         return _LEFT + (math.log10(n) - x_lo) / (x_hi - x_lo) * pw
 
     def y(v: float) -> float:
-        return _TOP + ph - min(v, y_max) / y_max * ph
+        return _TOP + ph - v / y_max * ph
 
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" '
         f'viewBox="0 0 {_W} {_H}" font-family="sans-serif" font-size="12">',
         f'<rect width="{_W}" height="{_H}" fill="white"/>',
+        f'<clipPath id="plot"><rect x="{_LEFT}" y="{_TOP}" width="{pw}" height="{ph}"/></clipPath>',
         f'<text x="{_LEFT}" y="22" font-size="14">{_esc(_title(doc))}</text>',
     ]
     for i in range(6):
@@ -229,11 +230,12 @@ def plot_svg(doc: dict[str, Any]) -> str:
         one = next((r for r in rs if int(r["mailboxes"]) == 1), None)
         if one is not None and len(rs) > 1:
             hi = max(int(r["mailboxes"]) for r in rs)
-            ideal = [(n, float(one["items_per_s"]) * n) for n in sizes if n <= hi]
+            steps = [10 ** (math.log10(hi) * k / 40) for k in range(41)]  # a curve on log x
+            ideal = [(n, float(one["items_per_s"]) * n) for n in steps]
             dots = " ".join(f"{x(n):.1f},{y(v):.1f}" for n, v in ideal)
             out.append(
                 f'<polyline points="{dots}" fill="none" stroke="{colour}" '
-                f'stroke-dasharray="2,4" stroke-width="1"/>'
+                f'stroke-dasharray="2,4" stroke-width="1" clip-path="url(#plot)"/>'
             )
         for r in rs:
             fill = colour if r.get("ok") else "white"
