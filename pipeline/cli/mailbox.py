@@ -16,23 +16,31 @@ import orjson
 from aiokafka.errors import KafkaError
 
 from pipeline.config_store import ConfigError, ConfigSnapshot, ConfigStore
+from pipeline.rules.tracking_settings import MAX_TRACKED_FOLDERS
 from pipeline.settings import KafkaSettings
 from schemas.codec import validate
 from schemas.errors import SchemaError
-from schemas.models import Mailbox, MailboxStatus, Organisation
+from schemas.models import Mailbox, MailboxStatus, Organisation, TrackedFolder
+from schemas.token import DEFAULT_TOKEN_PREFIX, TokenPrefixError, TrackingTokenFormat
 from schemas.types import AutoTrack
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _IDENT = re.compile(r"^[A-Za-z0-9._@\-]{1,512}$")
 _UPN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_FOLDER = re.compile(r"^[A-Za-z0-9=_\-]{1,512}$")
+_TABLE = re.compile(r"^[a-z_]{1,64}$")
 
 
 def _guid(text: str) -> str:
-    if not _GUID.match(text):
+    """A GUID, braces and case as Dynamics shows them accepted, stored in lower case."""
+    bare = text.strip()
+    if bare.startswith("{") and bare.endswith("}"):
+        bare = bare[1:-1]
+    if not _GUID.match(bare):
         raise argparse.ArgumentTypeError(
             f"expected a GUID like 0000…-…-…-…-000000000000, got {text!r}"
         )
-    return text.lower()
+    return bare.lower()
 
 
 def _ident(text: str) -> str:
@@ -49,6 +57,30 @@ def _upn(text: str) -> str:
             f"expected a user principal name like ann@contoso.com, got {text!r}"
         )
     return text
+
+
+def _folder(text: str) -> str:
+    if not _FOLDER.match(text):
+        raise argparse.ArgumentTypeError(
+            f"expected a Graph mail folder id (letters, digits and = _ -), got {text!r}"
+        )
+    return text
+
+
+def _regarding(text: str) -> tuple[str, str]:
+    table, sep, row_id = text.partition(":")
+    if not sep or not _TABLE.match(table):
+        raise argparse.ArgumentTypeError(
+            f"expected TABLE:GUID of the record, like account:0000…-000000000000, got {text!r}"
+        )
+    return table, _guid(row_id)
+
+
+def _prefix(text: str) -> str:
+    try:
+        return TrackingTokenFormat(text).prefix
+    except TokenPrefixError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _url(text: str) -> str:
@@ -113,8 +145,9 @@ def _with_store(args: argparse.Namespace, action: Callable[[ConfigStore], Awaita
 def _find_mailbox(snapshot: ConfigSnapshot, ident: str) -> Mailbox:
     if ident in snapshot.mailboxes:
         return snapshot.mailboxes[ident]
+    wanted = ident.casefold()
     for mailbox in snapshot.mailboxes.values():
-        if mailbox.upn.casefold() == ident.casefold():
+        if wanted in (mailbox.upn.casefold(), mailbox.mailbox_id.casefold()):
             return mailbox
     raise ConfigError(f"mailbox {ident!r} does not exist")
 
@@ -143,14 +176,23 @@ def _mailbox_lines(m: Mailbox) -> list[str]:
         f"status      {_status(m)}",
         f"auto-track  {m.auto_track}" + (", auto-create contacts" if m.auto_create_contact else ""),
         f"folders     {len(m.tracked_folders)} tracked",
+        *(f"  {f.folder_id} -> {f.regarding_table}:{f.regarding_id}" for f in m.tracked_folders),
     ]
+    if m.smtp_address is not None:
+        lines.insert(2, f"smtp        {m.smtp_address}")
     if m.last_error is not None:
         lines.append(f"last error  {m.last_error}")
     return lines
 
 
 def _cmd_org_add(args: argparse.Namespace) -> int:
-    org = Organisation(org_id=args.org, url=args.url, tenant_id=args.tenant, display_name=args.name)
+    org = Organisation(
+        org_id=args.org,
+        url=args.url,
+        tenant_id=args.tenant,
+        display_name=args.name,
+        token_prefix=args.token_prefix,
+    )
     _checked(org)
 
     async def act(store: ConfigStore) -> None:
@@ -169,12 +211,20 @@ def _cmd_org_list(args: argparse.Namespace) -> int:
     return _with_store(args, act)
 
 
+def _mailbox_key(text: str) -> str:
+    """A mailbox id as Graph resolves it: a UPN or an object id in lower case, else as given."""
+    return text.lower() if "@" in text or _GUID.match(text) else text
+
+
 def _cmd_mailbox_add(args: argparse.Namespace) -> int:
+    mailbox_id = _mailbox_key(args.mailbox_id or args.upn)
     mailbox = Mailbox(
-        mailbox_id=args.mailbox_id or args.upn.lower(),
+        mailbox_id=mailbox_id,
         upn=args.upn,
         org_id=args.org,
         systemuser_id=args.systemuser,
+        aad_object_id=mailbox_id if _GUID.match(mailbox_id) else None,
+        smtp_address=args.smtp,
         auto_track=args.auto_track,
         auto_create_contact=args.auto_create_contact,
     )
@@ -232,6 +282,44 @@ def _status_command(status: MailboxStatus) -> Callable[[argparse.Namespace], int
     return command
 
 
+def _cmd_mailbox_track_folder(args: argparse.Namespace) -> int:
+    """Track a mail folder regarding a record (replacing the folder's record if it had one)."""
+    table, row_id = args.regarding
+
+    async def act(store: ConfigStore) -> None:
+        found = _find_mailbox(store.snapshot, args.mailbox)
+        kept = [f for f in found.tracked_folders if f.folder_id != args.folder]
+        if len(kept) >= MAX_TRACKED_FOLDERS:
+            raise ConfigError(
+                f"mailbox {found.mailbox_id} tracks {len(kept)} folders already; "
+                f"at most {MAX_TRACKED_FOLDERS}"
+            )
+        folders = [*kept, TrackedFolder(args.folder, table, row_id)]
+        mailbox = dataclasses.replace(found, tracked_folders=folders)
+        _checked(mailbox)
+        await store.put(mailbox)
+        _emit(
+            args,
+            mailbox,
+            [f"mailbox {mailbox.mailbox_id}: folder {args.folder} tracked, {table}:{row_id}"],
+        )
+
+    return _with_store(args, act)
+
+
+def _cmd_mailbox_untrack_folder(args: argparse.Namespace) -> int:
+    async def act(store: ConfigStore) -> None:
+        found = _find_mailbox(store.snapshot, args.mailbox)
+        kept = [f for f in found.tracked_folders if f.folder_id != args.folder]
+        if len(kept) == len(found.tracked_folders):
+            raise ConfigError(f"mailbox {found.mailbox_id} does not track folder {args.folder}")
+        mailbox = dataclasses.replace(found, tracked_folders=kept)
+        await store.put(mailbox)
+        _emit(args, mailbox, [f"mailbox {mailbox.mailbox_id}: folder {args.folder} not tracked"])
+
+    return _with_store(args, act)
+
+
 def _cmd_mailbox_resume(args: argparse.Namespace) -> int:
     """Lift a mass-delete pause: replay what the mailbox parked, in the order it was parked."""
     from pipeline.stages.guard import resume_mailbox
@@ -282,6 +370,12 @@ def add_config_commands(sub: Any) -> None:
     p.add_argument("--url", required=True, type=_url, help="https://<org>.crm.dynamics.com")
     p.add_argument("--tenant", type=_guid, help="Entra tenant id (GUID)")
     p.add_argument("--name", type=_name, help="display name")
+    p.add_argument(
+        "--token-prefix",
+        type=_prefix,
+        default=DEFAULT_TOKEN_PREFIX,
+        help=f"tracking token prefix of the organisation (default {DEFAULT_TOKEN_PREFIX})",
+    )
     _common(p)
     p.set_defaults(func=_cmd_org_add)
     p = org.add_parser("list", help="list the organisations")
@@ -295,7 +389,10 @@ def add_config_commands(sub: Any) -> None:
     p.add_argument("--upn", required=True, type=_upn, help="user principal name")
     p.add_argument("--systemuser", required=True, type=_guid, help="CRM systemuser id (GUID)")
     p.add_argument("--org", required=True, type=_ident, help="organisation id")
-    p.add_argument("--mailbox-id", type=_ident, help="Graph user id (default: the UPN)")
+    p.add_argument(
+        "--mailbox-id", type=_ident, help="Graph user object id or UPN (default: the UPN)"
+    )
+    p.add_argument("--smtp", type=_upn, help="primary SMTP address, when it is not the UPN")
     p.add_argument(
         "--auto-track", choices=get_args(AutoTrack), default="replies", help="email auto-tracking"
     )
@@ -320,3 +417,19 @@ def add_config_commands(sub: Any) -> None:
         p.add_argument("mailbox", type=_ident, help="mailbox id or UPN")
         _common(p)
         p.set_defaults(func=func)
+    p = mailbox.add_parser(
+        "track-folder",
+        help=f"track a mail folder regarding a record (at most {MAX_TRACKED_FOLDERS})",
+    )
+    p.add_argument("mailbox", type=_ident, help="mailbox id or UPN")
+    p.add_argument("--folder", required=True, type=_folder, help="Graph mail folder id")
+    p.add_argument(
+        "--regarding", required=True, type=_regarding, help="TABLE:GUID, e.g. account:<guid>"
+    )
+    _common(p)
+    p.set_defaults(func=_cmd_mailbox_track_folder)
+    p = mailbox.add_parser("untrack-folder", help="stop tracking a mail folder")
+    p.add_argument("mailbox", type=_ident, help="mailbox id or UPN")
+    p.add_argument("--folder", required=True, type=_folder, help="Graph mail folder id")
+    _common(p)
+    p.set_defaults(func=_cmd_mailbox_untrack_folder)

@@ -10,6 +10,15 @@ from pipeline.cli.main import build_parser, main
 
 SU = "11111111-2222-3333-4444-555555555555"
 ADD = ["mailbox", "add", "--upn", "ann@contoso.com", "--systemuser", SU, "--org", "contoso"]
+TRACK = [
+    "mailbox",
+    "track-folder",
+    "ann@contoso.com",
+    "--folder",
+    "AAMkAGFolder=",
+    "--regarding",
+    f"account:{SU}",
+]
 
 
 def _exit_code(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -40,6 +49,29 @@ def _exit_code(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int
         (["mailbox", "show"], "mailbox"),
         (["mailbox", "show", "not/an/id"], "letters"),
         (["mailbox", "frobnicate", "x"], "invalid choice: 'frobnicate'"),
+        ([*ADD, "--smtp", "not an address"], "user principal name"),
+        ([*ADD, "--systemuser", "{nope}"], "GUID"),
+        ([*ADD, "--systemuser", "{" + SU], "GUID"),
+        ([*ADD, "--mailbox-id", "users/../x"], "letters, digits"),
+        (
+            ["org", "add", "--org", "c", "--url", "https://c.example", "--token-prefix", "CRM 1"],
+            "prefix",
+        ),
+        (
+            ["org", "add", "--org", "c", "--url", "https://c.example", "--token-prefix", "CRM1"],
+            "digit",
+        ),
+        (
+            ["org", "add", "--org", "c", "--url", "https://c.example", "--token-prefix", ""],
+            "prefix",
+        ),
+        ([*TRACK, "--folder", "inbox/../x"], "mail folder id"),
+        ([*TRACK, "--folder", ""], "mail folder id"),
+        ([*TRACK, "--regarding", "account"], "TABLE:GUID"),
+        ([*TRACK, "--regarding", "Account:" + SU], "TABLE:GUID"),
+        ([*TRACK, "--regarding", "account:nope"], "GUID"),
+        (["mailbox", "track-folder", "ann@contoso.com", "--folder", "AAMkF"], "--regarding"),
+        (["mailbox", "untrack-folder", "ann@contoso.com"], "--folder"),
     ],
 )
 def test_garbage_arguments_exit_2(
@@ -74,7 +106,11 @@ def test_good_arguments_parse() -> None:
     assert args.auto_create_contact is False
     assert build_parser().parse_args([*ADD, "--auto-create-contact"]).auto_create_contact
     org = build_parser().parse_args(["org", "add", "--org", "c", "--url", "https://c.example/"])
-    assert org.url == "https://c.example"
+    assert org.url == "https://c.example" and org.token_prefix == "CRM:"
+    braces = build_parser().parse_args([*ADD, "--systemuser", "{" + SU.upper() + "}"])
+    assert braces.systemuser == SU
+    track = build_parser().parse_args([*TRACK[:-1], f"account:{{{SU.upper()}}}"])
+    assert (track.folder, track.regarding) == ("AAMkAGFolder=", ("account", SU))
 
 
 def test_unreachable_broker_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
