@@ -14,7 +14,8 @@ _BOOTSTRAP = re.compile(r"^[\w.\-]+:\d{1,5}(,[\w.\-]+:\d{1,5})*$")
 SECTIONS: tuple[str, ...] = ("engine", "e2e")
 #: The end-to-end scenarios.
 E2E_SCENARIOS: tuple[str, ...] = ("first-sync", "reverse", "idle")
-#: Workers the end-to-end section can run today (the dimension is there for more).
+#: Workers the end-to-end section can run today (the dimension is there for more: the stack
+#: would start a shared ``dynasync receiver`` and N workers as ``make up WORKERS=N`` does).
 SUPPORTED_WORKERS = frozenset({1})
 #: ``dynasync run`` options the harness sets itself (per scenario) or that would show a secret.
 _HARNESS_OWNED = (
@@ -137,8 +138,9 @@ def _validate_e2e(params: BenchParams) -> None:
     unsupported = sorted(set(params.e2e_workers) - SUPPORTED_WORKERS)
     if unsupported:
         raise BenchArgsError(
-            f"--e2e-workers: {','.join(map(str, unsupported))} worker(s) not supported yet "
-            "(multi-worker runs are not wired into dynasync run); use 1"
+            f"--e2e-workers: {','.join(map(str, unsupported))} worker(s) not supported by the "
+            "harness yet (it starts one worker with its own webhook receiver; several need a "
+            "shared dynasync receiver, as make up WORKERS=N runs them); use 1"
         )
     for arg in params.e2e_worker_args:
         flag = arg.split("=", 1)[0]
