@@ -43,7 +43,7 @@ def test_e2e_defaults_and_sizes_parse() -> None:
         (["--e2e-idle-window", "1"], "--e2e-idle-window must be between 10 and 3600"),
         (["--e2e-idle-settle", "nan"], "--e2e-idle-settle must be between"),
         (["--e2e-timeout", "5"], "--e2e-timeout must be between"),
-        (["--e2e-workers", "1,2"], "--e2e-workers: 2 worker(s) not supported yet"),
+        (["--e2e-workers", "1,2"], "--e2e-workers: 2 worker(s) not supported by the harness yet"),
         (["--e2e-worker-args=--graph-url http://x"], "--e2e-worker-args must not set --graph"),
         (["--e2e-worker-args=--graph-token=abc"], "must not set --graph-token"),
         (["--e2e-worker-args=--notification-url http://x"], "must not set --notification-url"),
