@@ -31,9 +31,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from aiokafka import AIOKafkaProducer
 
+from connectors.dataverse.ids import crm_row_id
 from pipeline.app import App, Stage, WindowSize
 from pipeline.crm_facts import Directories, with_crm_facts
-from pipeline.plan import Alert, MailboxRules, Plan, apply_outcome, plan
+from pipeline.plan import DEFAULT_TABLE, Alert, MailboxRules, Plan, apply_outcome, plan
 from pipeline.settings import Settings
 from pipeline.stages.guard import (
     CONTROL_HEADER,
@@ -114,9 +115,23 @@ class LinkStore:
         return None
 
     def put(self, link: LinkState) -> None:
-        """Store ``link``, and index its items unless :meth:`find` derives the link already."""
+        """Store ``link``, and index its items unless :meth:`find` derives the link already.
+
+        A CRM create in flight is indexed under the row id the Dataverse writer gives it
+        (deterministic: :func:`connectors.dataverse.ids.crm_row_id`), so the row read back by
+        change tracking before the create's outcome is planned is known as ours (an Outlook
+        item is known by its correlation stamp): it was taken for a new CRM record and
+        created in Outlook a second time."""
         corr = link.correlation_id.encode()
         self.links[link_key(link.mailbox_id, link.correlation_id).encode()] = encode_link(link)
+        if link.crm.item_id is None and any(
+            p.target == "crm" and p.action == "create" for p in link.pending
+        ):
+            table = link.crm_table or DEFAULT_TABLE[link.kind]
+            row = crm_row_id(link.org_id, link.correlation_id, table).lower()
+            key = index_key(link.mailbox_id, "crm", row).encode()
+            if self.index.get(key) != corr:
+                self.index[key] = corr
         for side in ("outlook", "crm"):
             item_id = link.side(side).item_id
             if item_id:
