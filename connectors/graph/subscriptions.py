@@ -19,6 +19,7 @@ import logging
 import random
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -198,9 +199,22 @@ class SubscriptionRegistry:
     """Reads subscription records from the cursor store (the receiver's view) and checks
     clientStates against them with ``key``."""
 
-    def __init__(self, store: CursorStore, key: ClientStateKey) -> None:
+    def __init__(
+        self,
+        store: CursorStore,
+        key: ClientStateKey,
+        *,
+        rescan_every_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._key = key
+        #: subscription id -> its cursor key: a notification's lookup reads one record, not
+        #: all of them (it did, for every notification)
+        self._keys: dict[str, str] = {}
+        self._rescan_every = rescan_every_s
+        self._clock = clock
+        self._scanned = -float("inf")
 
     def records(self) -> list[SubscriptionRecord]:
         """Every stored record (unreadable ones skipped, with a warning)."""
@@ -213,11 +227,37 @@ class SubscriptionRegistry:
         return out
 
     def lookup(self, subscription_id: str) -> SubscriptionRecord | None:
-        """The record of ``subscription_id``, or None if it is not one of ours."""
-        for rec in self.records():
-            if rec.subscription_id == subscription_id:
-                return rec
-        return None
+        """The record of ``subscription_id``, or None if it is not one of ours. An id not
+        indexed yet (a subscription made since) rescans the store, at most every
+        ``rescan_every_s``, so unknown ids cannot make every request scan it."""
+        found = self._indexed(subscription_id)
+        if found is not None:
+            return found
+        now = self._clock()
+        if now - self._scanned < self._rescan_every:
+            return None
+        self._scanned = now
+        self._keys = {}
+        for key, raw in self._store.items("sub:"):
+            try:
+                sid = SubscriptionRecord.from_json(raw, self._key).subscription_id
+            except ValueError as exc:
+                log.warning("skipping unreadable subscription record %s: %s", key, exc)
+                continue
+            if sid is not None:  # None: being created, not known to Graph yet
+                self._keys[sid] = key
+        return self._indexed(subscription_id)
+
+    def _indexed(self, subscription_id: str) -> SubscriptionRecord | None:
+        key = self._keys.get(subscription_id)
+        raw = self._store.get(key) if key is not None else None
+        if raw is None:
+            return None
+        try:
+            rec = SubscriptionRecord.from_json(raw, self._key)
+        except ValueError:
+            return None
+        return rec if rec.subscription_id == subscription_id else None
 
     def get(self, mailbox_id: str, resource: ResourceKind) -> SubscriptionRecord | None:
         """The record of one mailbox's resource."""
