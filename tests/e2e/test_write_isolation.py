@@ -18,9 +18,9 @@ import pytest
 
 from tests.e2e.world import User, World, by_surname, crm_contact_in_outlook, eventually, open_world
 
-pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
-THROTTLED_S = 20.0
+THROTTLED_S = 60.0  # as issue 10 asks: a minute of 429s for one mailbox
 ROUNDS = 4
 
 
