@@ -12,11 +12,13 @@ _BOOTSTRAP = re.compile(r"^[\w.\-]+:\d{1,5}(,[\w.\-]+:\d{1,5})*$")
 
 #: The sections of a run: the engine against a raw pass-through, and end to end.
 SECTIONS: tuple[str, ...] = ("engine", "e2e")
-#: The end-to-end scenarios.
+#: The end-to-end scenarios run by default.
 E2E_SCENARIOS: tuple[str, ...] = ("first-sync", "reverse", "idle")
-#: Workers the end-to-end section can run today (the dimension is there for more: the stack
-#: would start a shared ``dynasync receiver`` and N workers as ``make up WORKERS=N`` does).
-SUPPORTED_WORKERS = frozenset({1})
+#: Scenarios run only when named: one worker's RSS with many registered mailboxes.
+E2E_OPTIONAL: tuple[str, ...] = ("rss",)
+#: The most workers per scenario: the harness's topics have the default 6 partitions and a
+#: worker beyond that would own none.
+MAX_WORKERS = 6
 #: ``dynasync run`` options the harness sets itself (per scenario) or that would show a secret.
 _HARNESS_OWNED = (
     "--bootstrap",
@@ -52,6 +54,10 @@ class BenchParams:
     e2e_idle_settle: float = 60.0
     e2e_idle_window: float = 120.0
     e2e_workers: tuple[int, ...] = (1,)
+    e2e_rss_mailboxes: int = 10_000
+    e2e_rss_active: int = 1_000
+    e2e_rss_items: int = 2
+    e2e_rss_settle: float = 60.0
     e2e_timeout: float = 180.0
     e2e_worker_args: tuple[str, ...] = ()
     e2e_polling: bool = False
@@ -116,9 +122,10 @@ def _validate_e2e(params: BenchParams) -> None:
             f"--only takes {' and/or '.join(SECTIONS)} (comma-separated), "
             f"got {','.join(params.only) or 'nothing'}"
         )
-    if not params.e2e_scenarios or set(params.e2e_scenarios) - set(E2E_SCENARIOS):
+    if not params.e2e_scenarios or set(params.e2e_scenarios) - {*E2E_SCENARIOS, *E2E_OPTIONAL}:
         raise BenchArgsError(
-            f"--e2e-scenarios takes {', '.join(E2E_SCENARIOS)} (comma-separated), "
+            f"--e2e-scenarios takes {', '.join((*E2E_SCENARIOS, *E2E_OPTIONAL))} "
+            "(comma-separated), "
             f"got {','.join(params.e2e_scenarios) or 'nothing'}"
         )
     _sizes("e2e-mailboxes", params.e2e_mailboxes, 500)
@@ -134,14 +141,11 @@ def _validate_e2e(params: BenchParams) -> None:
     _float_in("e2e-timeout", params.e2e_timeout, 10, 7200)
     if not params.e2e_workers:
         raise BenchArgsError("--e2e-workers needs at least one worker count")
-    _sizes("e2e-workers", params.e2e_workers, 64)
-    unsupported = sorted(set(params.e2e_workers) - SUPPORTED_WORKERS)
-    if unsupported:
-        raise BenchArgsError(
-            f"--e2e-workers: {','.join(map(str, unsupported))} worker(s) not supported by the "
-            "harness yet (it starts one worker with its own webhook receiver; several need a "
-            "shared dynasync receiver, as make up WORKERS=N runs them); use 1"
-        )
+    _sizes("e2e-workers", params.e2e_workers, MAX_WORKERS)
+    _int_in("e2e-rss-mailboxes", params.e2e_rss_mailboxes, 1, 50_000)
+    _int_in("e2e-rss-active", params.e2e_rss_active, 0, params.e2e_rss_mailboxes)
+    _int_in("e2e-rss-items", params.e2e_rss_items, 1, 1_000)
+    _float_in("e2e-rss-settle", params.e2e_rss_settle, 0, 3600)
     for arg in params.e2e_worker_args:
         flag = arg.split("=", 1)[0]
         if flag in _HARNESS_OWNED:
@@ -220,7 +224,8 @@ def _parser() -> argparse.ArgumentParser:
         "--e2e-scenarios",
         type=_name_list,
         default=d.e2e_scenarios,
-        help="first-sync, reverse, idle (comma-separated; default all)",
+        help="first-sync, reverse, idle (comma-separated; default these three) and rss "
+        "(only when named: one worker's memory with many registered mailboxes)",
     )
     e.add_argument(
         "--e2e-idle-mailboxes",
@@ -244,7 +249,34 @@ def _parser() -> argparse.ArgumentParser:
         "--e2e-workers",
         type=_int_list,
         default=d.e2e_workers,
-        help="worker processes per scenario (only 1 for now)",
+        help="worker counts, each scenario run with each (default 1; e.g. 1,2,3: N "
+        "dynasync run processes sharing one dynasync receiver, as make up WORKERS=N; at most "
+        f"{MAX_WORKERS}, the topics' partitions)",
+    )
+    e.add_argument(
+        "--e2e-rss-mailboxes",
+        type=int,
+        default=d.e2e_rss_mailboxes,
+        help="rss scenario: mailboxes registered before the worker starts (default 10000)",
+    )
+    e.add_argument(
+        "--e2e-rss-active",
+        type=int,
+        default=d.e2e_rss_active,
+        help="rss scenario: how many of them have CRM contacts to sync (default 1000)",
+    )
+    e.add_argument(
+        "--e2e-rss-items",
+        type=int,
+        default=d.e2e_rss_items,
+        help="rss scenario: contacts per active mailbox (default 2)",
+    )
+    e.add_argument(
+        "--e2e-rss-settle",
+        type=float,
+        default=d.e2e_rss_settle,
+        help="rss scenario: seconds after the last contact is applied until the settled RSS "
+        "is read (default 60)",
     )
     e.add_argument(
         "--e2e-timeout",
@@ -309,6 +341,10 @@ def parse(argv: list[str] | None = None) -> BenchParams:
                 e2e_idle_settle=ns.e2e_idle_settle,
                 e2e_idle_window=ns.e2e_idle_window,
                 e2e_workers=ns.e2e_workers,
+                e2e_rss_mailboxes=ns.e2e_rss_mailboxes,
+                e2e_rss_active=ns.e2e_rss_active,
+                e2e_rss_items=ns.e2e_rss_items,
+                e2e_rss_settle=ns.e2e_rss_settle,
                 e2e_timeout=ns.e2e_timeout,
                 e2e_worker_args=ns.e2e_worker_args,
                 e2e_polling=ns.e2e_polling,

@@ -17,8 +17,16 @@ E2E_TARGETS: dict[str, float] = {
 _ARROW = {"crm_to_outlook": "CRM->Outlook", "outlook_to_crm": "Outlook->CRM"}
 
 
-def _by_size(results: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    return {int(r["mailboxes"]): r for r in results if r.get("items_per_s") is not None}
+def _by_size(results: list[dict[str, Any]], workers: int = 1) -> dict[int, dict[str, Any]]:
+    return {
+        int(r["mailboxes"]): r
+        for r in results
+        if r.get("items_per_s") is not None and int(r.get("workers", 1)) == workers
+    }
+
+
+def _worker_counts(results: list[dict[str, Any]]) -> list[int]:
+    return sorted({int(r.get("workers", 1)) for r in results})
 
 
 def judge(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -40,8 +48,10 @@ def judge(doc: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     for key in ("first_sync", "reverse"):
-        sizes = _by_size(doc.get(key, []))
-        if 1 in sizes and 10 in sizes:
+        for workers in _worker_counts(doc.get(key, [])):
+            sizes = _by_size(doc.get(key, []), workers)
+            if 1 not in sizes or 10 not in sizes:
+                continue
             one, ten = sizes[1], sizes[10]
             ratio = (
                 round(ten["items_per_s"] / one["items_per_s"], 2) if one["items_per_s"] else None
@@ -49,7 +59,8 @@ def judge(doc: dict[str, Any]) -> list[dict[str, Any]]:
             out.append(
                 {
                     "target": "10 mailboxes' items/s vs 1 mailbox's >=",
-                    "scope": _ARROW[one["direction"]],
+                    "scope": _ARROW[one["direction"]]
+                    + ("" if workers == 1 else f", {workers} workers"),
                     "value": ratio,
                     "limit": t["ten_mailboxes_vs_one_rate_min"],
                     "met": None if ratio is None else ratio >= t["ten_mailboxes_vs_one_rate_min"],
@@ -84,6 +95,18 @@ def judge(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 "complete": bool(r.get("ok")),
             }
         )
+    for r in doc.get("rss", []):
+        peak = (r.get("rss_mb") or {}).get("peak_vmhwm")
+        out.append(
+            {
+                "target": "one worker's peak RSS (MB) <=",
+                "scope": f"{r['mailboxes']} mailboxes, {r.get('active')} active",
+                "value": peak,
+                "limit": r.get("target_mb", 512.0),
+                "met": None if peak is None else peak <= r.get("target_mb", 512.0),
+                "complete": bool(r.get("ok")),
+            }
+        )
     return out
 
 
@@ -91,10 +114,16 @@ def failures(doc: dict[str, Any]) -> list[str]:
     """One line per scenario that did not complete cleanly (duplicates, missing, errors)."""
     return [
         f"{r['scenario']}: {r.get('error')}"
-        for key in ("first_sync", "reverse", "idle")
+        for key in ("first_sync", "reverse", "idle", "rss")
         for r in doc.get(key, [])
         if not r.get("ok")
     ]
+
+
+def _worker_cpu(r: dict[str, Any]) -> Any:
+    """The workers' CPU seconds, summed (older results have only worker-0)."""
+    cpu = r.get("cpu_s") or {}
+    return cpu.get("workers_total", cpu.get("worker-0"))
 
 
 def _num(value: Any, fmt: str = ".2f") -> str:
@@ -119,12 +148,13 @@ def summary(doc: dict[str, Any]) -> str:
             )
             verdict = "ok" if r.get("ok") else (f"DUPLICATES {copies}" if copies else "FAILED")
             label = f"{_ARROW[r['direction']]} {r['mailboxes']}x{r['items_per_mailbox']}"
+            label += f" w{r.get('workers', 1)}"
             throttled = f"{g.get('throttled_429', '-')}/{d.get('throttled_429', '-')}"
             lines.append(
                 f"  {label:<24}{_num(r.get('items_per_s'), '.1f'):>8}"
                 f"{_num(r.get('seconds'), '.1f'):>8}{_num(r.get('pickup_s'), '.1f'):>8}"
                 f"{_num(g.get('per_item')):>9}{_num(d.get('per_item')):>7}{throttled:>9}"
-                f"{_num((r.get('cpu_s') or {}).get('worker-0'), '.1f'):>8}  {verdict}"
+                f"{_num(_worker_cpu(r), '.1f'):>8}  {verdict}"
             )
     for r in doc.get("idle", []):
         if r.get("graph"):
@@ -137,6 +167,16 @@ def summary(doc: dict[str, Any]) -> str:
             )
         else:
             lines.append(f"  idle, {r['mailboxes']} mailboxes: {r.get('error')}")
+    for r in doc.get("rss", []):
+        mem, steps = r.get("rss_mb") or {}, r.get("steps") or {}
+        lines.append(
+            f"  rss, 1 worker, {r['mailboxes']} mailboxes ({r.get('active')} active): peak "
+            f"{_num(mem.get('peak_vmhwm'), '.0f')} MB, settled {_num(mem.get('settled'), '.0f')}"
+            f" MB (target {r.get('target_mb', '-')}); ready {_num(steps.get('ready_s'), '.1f')}"
+            f" s, every mailbox read {_num(steps.get('all_mailboxes_read_s'), '.1f')} s, all "
+            f"applied {_num(steps.get('all_applied_s'), '.1f')} s"
+            + ("" if r.get("ok") else f"; {r.get('error')}")
+        )
     lines.append("  targets (stated, not asserted):")
     for j in doc.get("judged", []):
         mark = "not judged" if j["met"] is None else ("met" if j["met"] else "NOT met")
@@ -153,7 +193,12 @@ def summary(doc: dict[str, Any]) -> str:
 
 _W, _H = 640, 400
 _LEFT, _RIGHT, _TOP, _BOTTOM = 70, 170, 40, 60
-_COLOURS = {"crm_to_outlook": "#1f6fb4", "outlook_to_crm": "#d9661f"}
+#: Per direction, a shade per worker count (1, 2, 3, then again); a dash pattern per count too.
+_COLOURS = {
+    "crm_to_outlook": ("#1f6fb4", "#5e9fd6", "#0b3a66"),
+    "outlook_to_crm": ("#d9661f", "#f0a060", "#8a3a08"),
+}
+_DASHES = ("", ' stroke-dasharray="8,3"', ' stroke-dasharray="3,3"')
 
 
 def _esc(text: str) -> str:
@@ -173,13 +218,13 @@ def _nice_max(value: float) -> float:
 def plot_svg(doc: dict[str, Any]) -> str:
     """items/s against mailboxes (log x), one line per direction, open markers for a scenario
     that did not complete, and a dotted line of perfect scaling from 1 mailbox."""
-    series = {
-        key: sorted(
-            (r for r in doc.get(key, []) if r.get("items_per_s") is not None),
-            key=lambda r: int(r["mailboxes"]),
-        )
-        for key in ("first_sync", "reverse")
-    }
+    series: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for key in ("first_sync", "reverse"):
+        for r in doc.get(key, []):
+            if r.get("items_per_s") is not None:
+                series.setdefault((key, int(r.get("workers", 1))), []).append(r)
+    for rs in series.values():
+        rs.sort(key=lambda r: int(r["mailboxes"]))
     points = [r for rs in series.values() for r in rs]
     sizes = sorted({int(r["mailboxes"]) for r in points}) or [1, 10]
     x_lo, x_hi = math.log10(min(sizes)), math.log10(max(sizes))
@@ -221,14 +266,15 @@ def plot_svg(doc: dict[str, Any]) -> str:
         f'text-anchor="middle">items/s</text>'
     )
     legend_y = _TOP + 10
-    for rs in series.values():
-        if not rs:
-            continue
-        colour = _COLOURS[rs[0]["direction"]]
+    for (_, workers), rs in sorted(series.items()):
+        colour = _COLOURS[rs[0]["direction"]][(workers - 1) % 3]
+        dash = _DASHES[(workers - 1) % len(_DASHES)]
         path = " ".join(f"{x(r['mailboxes']):.1f},{y(r['items_per_s']):.1f}" for r in rs)
-        out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        out.append(
+            f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>'
+        )
         one = next((r for r in rs if int(r["mailboxes"]) == 1), None)
-        if one is not None and len(rs) > 1:
+        if one is not None and len(rs) > 1 and workers == 1:
             hi = max(int(r["mailboxes"]) for r in rs)
             steps = [10 ** (math.log10(hi) * k / 40) for k in range(41)]  # a curve on log x
             ideal = [(n, float(one["items_per_s"]) * n) for n in steps]
@@ -247,8 +293,8 @@ def plot_svg(doc: dict[str, Any]) -> str:
         lx = _LEFT + pw + 12
         out.append(
             f'<line x1="{lx}" y1="{legend_y}" x2="{lx + 20}" y2="{legend_y}" stroke="{colour}" '
-            f'stroke-width="2"/><text x="{lx + 26}" y="{legend_y + 4}">'
-            f"{_esc(_ARROW[rs[0]['direction']])}</text>"
+            f'stroke-width="2"{dash}/><text x="{lx + 26}" y="{legend_y + 4}">'
+            f"{_esc(_ARROW[rs[0]['direction']])}, {workers} w</text>"
         )
         legend_y += 18
     lx = _LEFT + pw + 12

@@ -11,6 +11,7 @@ from typing import Any
 
 from bench.args import BenchParams
 from bench.e2e.report import E2E_TARGETS, failures, judge
+from bench.e2e.rss import rss_scenario
 from bench.e2e.scenarios import Direction, Where, idle_scenario, sync_scenario
 
 NOTES = {
@@ -31,6 +32,14 @@ NOTES = {
     "counts a $batch once (as their throttles do)",
     "check": "after timing, the target side is listed: each contact exactly once (by its "
     "unique last name), in its own mailbox / owned by its mailbox's CRM user",
+    "workers": "N > 1: N `python -m pipeline.cli run` processes with "
+    "DYNASYNC_RECEIVER__ENABLED=false and one `python -m pipeline.cli receiver` on the "
+    "notification URL's port, the same app id and topic prefix (6 partitions), as make up "
+    "WORKERS=N runs them; cpu_s.workers_total sums the workers",
+    "rss": "one worker; the mailboxes registered and enabled on the config topic and the "
+    "active ones' CRM contacts created before it starts; VmRSS from /proc/<pid>/status at "
+    "ready, when the Graph emulator has served a request for every mailbox, when every "
+    "contact is applied and after the settle period; peak_vmhwm is VmHWM (the kernel's peak)",
     "idle": "mailboxes enabled with nothing changing; after the settle period, requests over "
     "the window per mailbox (Graph counter) and per table (a counting proxy in front of the "
     "Dataverse emulator); last_poll_gap_s: per stream, the last gap between two polls",
@@ -68,6 +77,12 @@ async def run_e2e(
             "idle_settle_s": params.e2e_idle_settle,
             "idle_window_s": params.e2e_idle_window,
             "workers": list(params.e2e_workers),
+            "rss": {
+                "mailboxes": params.e2e_rss_mailboxes,
+                "active": params.e2e_rss_active,
+                "items_per_active": params.e2e_rss_items,
+                "settle_s": params.e2e_rss_settle,
+            },
             "timeout_s": params.e2e_timeout,
             "worker_args": list(params.e2e_worker_args),
             "webhooks": not params.e2e_polling,
@@ -76,6 +91,7 @@ async def run_e2e(
         "first_sync": [],
         "reverse": [],
         "idle": [],
+        "rss": [],
     }
     plan: list[tuple[str, Direction, tuple[int, ...]]] = []
     if "first-sync" in params.e2e_scenarios:
@@ -125,6 +141,33 @@ async def run_e2e(
             doc["idle"].append(idle)
             if progress is not None:
                 progress(doc)
+    if "rss" in params.e2e_scenarios:
+        started = time.monotonic()
+        try:
+            rss = await rss_scenario(
+                where,
+                params.e2e_rss_mailboxes,
+                params.e2e_rss_active,
+                params.e2e_rss_items,
+                params.e2e_rss_settle,
+                timeout_s=max(params.e2e_timeout, 900.0),
+                say=say,
+            )
+        except Exception as exc:
+            rss = {
+                "scenario": f"rss-{params.e2e_rss_mailboxes}a{params.e2e_rss_active}",
+                "mailboxes": params.e2e_rss_mailboxes,
+                "active": params.e2e_rss_active,
+                "ok": False,
+                "error": f"{type(exc).__name__}: {str(exc)[:2000]}",
+            }
+        doc["rss"].append(rss)
+        say(
+            f"  {rss['scenario']}: {rss.get('rss_mb')} MB, {rss.get('steps')} "
+            f"[{time.monotonic() - started:.0f} s] {rss.get('error') or 'ok'}"
+        )
+        if progress is not None:
+            progress(doc)
     doc["targets"] = E2E_TARGETS
     doc["judged"] = judge(doc)
     doc["failures"] = failures(doc)

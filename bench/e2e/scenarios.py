@@ -73,6 +73,8 @@ def _cpu(after: Stats, before: Stats, driver_s: float) -> dict[str, float | None
     for name, end in after.cpu.items():
         start = before.cpu.get(name)
         out[name] = None if end is None or start is None else round(end - start, 2)
+    workers = [v for k, v in out.items() if k.startswith("worker-")]
+    out["workers_total"] = None if None in workers else round(sum(v or 0.0 for v in workers), 2)
     out["bench driver"] = round(driver_s, 2)
     return out
 

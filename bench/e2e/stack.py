@@ -22,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bench.e2e.procs import ChildProcess, free_port, log_has, port_answers
 from bench.e2e.proxy import CountingProxy, dataverse_label, graph_label
 from pipeline.cli.pipeline_cmd import READY_LINE
+from pipeline.cli.receiver import READY_LINE as RECEIVER_READY_LINE
 from pipeline.cli.topics import ensure_topics
 from pipeline.config_store import ConfigStore
 from pipeline.settings import KafkaSettings
@@ -68,6 +69,9 @@ class StackOptions:
     keep_topics: bool = False
     """Leave the scenario's topics on the broker (to look into them afterwards)."""
     start_timeout_s: float = 120.0
+    start_workers: bool = True
+    """Off: :meth:`E2EStack.start` leaves the workers to :meth:`E2EStack.start_workers`
+    (mailboxes registered before a worker starts)."""
 
 
 @dataclass
@@ -100,6 +104,8 @@ class E2EStack:
         self.dataverse = f"http://127.0.0.1:{self.dataverse_port}"
         self.emulators: list[ChildProcess] = []
         self.workers: list[ChildProcess] = []
+        self.receiver: ChildProcess | None = None
+        self._for_worker = (self.graph, self.dataverse)
         self.proxies: dict[str, CountingProxy] = {}
         self.users: list[BenchUser] = []
         self.http = httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=64))
@@ -155,6 +161,35 @@ class E2EStack:
         await self.store.put(
             Organisation(org_id=ORG, url=dataverse_for_worker, display_name="Bench")
         )
+        self._for_worker = (graph_for_worker, dataverse_for_worker)
+        if self.options.start_workers:
+            await self.start_workers()
+
+    async def start_workers(self) -> float:
+        """The workers (and, for several with webhooks, the one ``dynasync receiver`` they
+        share, as ``make up WORKERS=N`` runs them); seconds until all logged ready."""
+        within = self.options.start_timeout_s
+        graph_for_worker, _ = self._for_worker
+        shared = self.options.workers > 1
+        notification_url: str | None = None
+        base_env = {
+            "DYNASYNC_APP_ID": self.app_id,
+            "DYNASYNC_KAFKA__TOPIC_PREFIX": self.kafka.topic_prefix,
+            # tokens through the environment, never argv (as make up does); the receiver
+            # derives the clientState key from the same Graph credential as the workers
+            "DYNASYNC_GRAPH__STATIC_TOKEN": WORKER_TOKEN,
+            "DYNASYNC_DATAVERSE__STATIC_TOKEN": WORKER_TOKEN,
+        }
+        began = time.perf_counter()
+        if shared and self.options.webhooks:
+            receiver_port = free_port()
+            notification_url = f"http://127.0.0.1:{receiver_port}"
+            log_path = self.log_dir / "receiver.log"
+            args = ["receiver", "--bootstrap", self.kafka.bootstrap, "--port", str(receiver_port)]
+            env = base_env | {"DYNASYNC_RECEIVER__PORT": str(receiver_port)}
+            self.receiver = ChildProcess("receiver", "pipeline.cli", args, env, log_path, ROOT)
+            await self.receiver.start(log_has(log_path, RECEIVER_READY_LINE), within)
+        starting = []
         for n in range(self.options.workers):
             log_path = self.log_dir / f"worker-{n}.log"
             args = [
@@ -164,29 +199,29 @@ class E2EStack:
                 "--graph-url",
                 f"{graph_for_worker}/v1.0",
             ]
-            env: dict[str, str] = {}
-            if self.options.webhooks:
-                # one receiver per worker for now; several workers will share one receiver
-                receiver_port = free_port()
+            env = dict(base_env)
+            if shared:
+                # the receiver process serves the notification URL (make up WORKERS=N)
+                env["DYNASYNC_RECEIVER__ENABLED"] = "false"
+                if notification_url is not None:
+                    args += ["--notification-url", notification_url]
+            elif self.options.webhooks:
+                receiver_port = free_port()  # one worker: its own receiver (make up)
                 args += ["--notification-url", f"http://127.0.0.1:{receiver_port}"]
                 env["DYNASYNC_RECEIVER__PORT"] = str(receiver_port)
             args += self.options.worker_args
-            env |= {
-                "DYNASYNC_APP_ID": self.app_id,
-                "DYNASYNC_KAFKA__TOPIC_PREFIX": self.kafka.topic_prefix,
-                "DYNASYNC_DATA_DIR": str(self.data_dir / f"worker-{n}"),
-                # tokens through the environment, never argv (as make up does)
-                "DYNASYNC_GRAPH__STATIC_TOKEN": WORKER_TOKEN,
-                "DYNASYNC_DATAVERSE__STATIC_TOKEN": WORKER_TOKEN,
-            }
+            env["DYNASYNC_DATA_DIR"] = str(self.data_dir / f"worker-{n}")
             worker = ChildProcess(f"worker-{n}", "pipeline.cli", args, env, log_path, ROOT)
             self.workers.append(worker)
-            await worker.start(log_has(log_path, READY_LINE), within)
+            starting.append(worker.start(log_has(log_path, READY_LINE), within))
+        await asyncio.gather(*starting)
+        return time.perf_counter() - began
 
     async def stop(self) -> None:
         """Workers, then proxies and emulators; the scenario's topics are deleted."""
-        for worker in self.workers:
-            await worker.stop()
+        await asyncio.gather(*(worker.stop() for worker in self.workers))
+        if self.receiver is not None:
+            await self.receiver.stop()
         for proxy in self.proxies.values():
             await proxy.stop()
         for emulator in self.emulators:
@@ -239,7 +274,7 @@ class E2EStack:
 
     def worker_failure(self) -> str | None:
         """Why a worker is no longer running (None while all run)."""
-        for worker in self.workers:
+        for worker in [*self.workers, *([self.receiver] if self.receiver else [])]:
             if not worker.running:
                 code = None if worker.proc is None else worker.proc.returncode
                 return f"{worker.name} exited ({code}): {worker.log_tail()}"
@@ -269,28 +304,39 @@ class E2EStack:
                 for u in made
             ]
         }
-        resp = await self.http.post(f"{self.dataverse}/_emulator/seed", json=seed)
-        _ok(resp, "seeding CRM users")
-        out = []
-        for u in made:
+        for start in range(0, len(made), 1000):
+            chunk = {"systemusers": seed["systemusers"][start : start + 1000]}
+            resp = await self.http.post(f"{self.dataverse}/_emulator/seed", json=chunk)
+            _ok(resp, "seeding CRM users")
+        gate = asyncio.Semaphore(8)
+
+        async def graph_user(u: BenchUser) -> BenchUser:
             body = {"userPrincipalName": u.upn, "mail": u.upn, "displayName": f"User{u.index}"}
-            resp = await self._graph("POST", "/v1.0/users", body)
+            async with gate:
+                resp = await self._graph("POST", "/v1.0/users", body)
             _ok(resp, f"creating Graph user {u.upn}")
-            out.append(BenchUser(u.index, str(resp.json()["id"]), u.upn, u.systemuser_id))
+            return BenchUser(u.index, str(resp.json()["id"]), u.upn, u.systemuser_id)
+
+        out = list(await asyncio.gather(*(graph_user(u) for u in made)))
         self.users.extend(out)
         return out
 
     async def enable(self, users: Sequence[BenchUser]) -> None:
         """Register and enable ``users``' mailboxes on the config topic (the workers pick them
         up at their next config reload)."""
-        for u in users:
-            await self.store.put(
-                Mailbox(
-                    mailbox_id=u.mailbox_id,
-                    upn=u.upn,
-                    org_id=ORG,
-                    systemuser_id=u.systemuser_id,
-                    status="enabled",
+        for start in range(0, len(users), 200):  # the producer batches each 200's sends
+            await asyncio.gather(
+                *(
+                    self.store.put(
+                        Mailbox(
+                            mailbox_id=u.mailbox_id,
+                            upn=u.upn,
+                            org_id=ORG,
+                            systemuser_id=u.systemuser_id,
+                            status="enabled",
+                        )
+                    )
+                    for u in users[start : start + 200]
                 )
             )
 
@@ -429,7 +475,8 @@ class E2EStack:
         )
         _ok(graph, "reading Graph stats")
         _ok(dataverse, "reading Dataverse stats")
-        cpu: dict[str, float | None] = {p.name: p.cpu() for p in [*self.workers, *self.emulators]}
+        procs = [*self.workers, *([self.receiver] if self.receiver else []), *self.emulators]
+        cpu: dict[str, float | None] = {p.name: p.cpu() for p in procs}
         return Stats(
             graph=graph.json(),
             dataverse=dataverse.json(),

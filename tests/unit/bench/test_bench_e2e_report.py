@@ -27,6 +27,10 @@ def test_e2e_defaults_and_sizes_parse() -> None:
     args = parse(["--e2e-worker-args=--config-refresh 2 --crm-poll 1"])
     assert args.e2e_worker_args == ("--config-refresh", "2", "--crm-poll", "1")
     assert not args.e2e_polling and parse(["--e2e-polling"]).e2e_polling
+    several = parse(["--e2e-workers", "1,2,3", "--e2e-scenarios", "rss"])
+    assert several.e2e_workers == (1, 2, 3) and several.e2e_scenarios == ("rss",)
+    assert several.e2e_rss_mailboxes == 10_000 and several.e2e_rss_active == 1_000
+    assert "rss" not in params.e2e_scenarios  # only when named
 
 
 @pytest.mark.parametrize(
@@ -43,7 +47,9 @@ def test_e2e_defaults_and_sizes_parse() -> None:
         (["--e2e-idle-window", "1"], "--e2e-idle-window must be between 10 and 3600"),
         (["--e2e-idle-settle", "nan"], "--e2e-idle-settle must be between"),
         (["--e2e-timeout", "5"], "--e2e-timeout must be between"),
-        (["--e2e-workers", "1,2"], "--e2e-workers: 2 worker(s) not supported by the harness yet"),
+        (["--e2e-workers", "1,7"], "--e2e-workers must be between 1 and 6"),
+        (["--e2e-rss-mailboxes", "0"], "--e2e-rss-mailboxes must be between 1 and 50000"),
+        (["--e2e-rss-mailboxes", "100", "--e2e-rss-active", "200"], "--e2e-rss-active must be"),
         (["--e2e-worker-args=--graph-url http://x"], "--e2e-worker-args must not set --graph"),
         (["--e2e-worker-args=--graph-token=abc"], "must not set --graph-token"),
         (["--e2e-worker-args=--notification-url http://x"], "must not set --notification-url"),
@@ -62,14 +68,16 @@ def test_garbage_e2e_options_fail_with_one_clear_error(
     assert err.count("error:") == 1 and "Traceback" not in err
 
 
-def _sync(direction: str, n: int, rate: float, per_item: float, ok: bool = True) -> dict[str, Any]:
+def _sync(
+    direction: str, n: int, rate: float, per_item: float, ok: bool = True, workers: int = 1
+) -> dict[str, Any]:
     return {
         "scenario": f"{direction}-{n}",
         "direction": direction,
         "mailboxes": n,
         "items_per_mailbox": 200,
         "items": n * 200,
-        "workers": 1,
+        "workers": workers,
         "items_per_s": rate,
         "seconds": n * 200 / rate,
         "pickup_s": 2.0,
@@ -189,3 +197,50 @@ def test_proxy_labels() -> None:
         "todo/lists/{id}/tasks/delta"
     )
     assert graph_label("/v1.0/$batch") == "/v1.0/$batch"
+
+
+def test_several_workers_are_judged_plotted_and_summed_apart() -> None:
+    doc = _doc()
+    two = [_sync("crm_to_outlook", 1, 25.0, 1.0, workers=2)]
+    two.append(
+        {
+            **_sync("crm_to_outlook", 10, 250.0, 1.0, workers=2),
+            "cpu_s": {"worker-0": 2.0, "worker-1": 1.5, "workers_total": 3.5},
+        }
+    )
+    doc["first_sync"] += two
+    judged = {(j["target"], j["scope"]): j for j in judge(doc)}
+    scaling = "10 mailboxes' items/s vs 1 mailbox's >="
+    assert judged[(scaling, "CRM->Outlook")]["value"] == 9.0  # 1 worker's, not mixed
+    assert judged[(scaling, "CRM->Outlook, 2 workers")]["value"] == 10.0
+    text = summary({**doc, "judged": judge(doc)})
+    row = next(line for line in text.splitlines() if "CRM->Outlook 10x200 w2" in line)
+    assert "3.5" in row  # both workers' CPU
+    svg = plot_svg(doc)
+    dom = xml.dom.minidom.parseString(svg)
+    assert len(dom.getElementsByTagName("polyline")) >= 4  # a line per direction and count
+    assert "CRM-&gt;Outlook, 2 w" in svg and "CRM-&gt;Outlook, 1 w" in svg
+
+
+def test_rss_is_judged_against_its_target_and_summarised() -> None:
+    doc: dict[str, Any] = {
+        "rss": [
+            {
+                "scenario": "rss-10000a1000",
+                "mailboxes": 10_000,
+                "active": 1_000,
+                "target_mb": 512.0,
+                "rss_mb": {"peak_vmhwm": 600.0, "settled": 450.0},
+                "steps": {"ready_s": 12.0, "all_mailboxes_read_s": 300.0, "all_applied_s": 320.0},
+                "ok": True,
+                "error": None,
+            }
+        ]
+    }
+    judged = judge(doc)
+    assert [(j["value"], j["met"]) for j in judged] == [(600.0, False)]
+    text = summary({**doc, "judged": judged})
+    assert "peak 600 MB, settled 450 MB" in text and "NOT met" in text
+    assert failures({"rss": [{**doc["rss"][0], "ok": False, "error": "stall"}]}) == [
+        "rss-10000a1000: stall"
+    ]
