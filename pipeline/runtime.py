@@ -29,6 +29,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -121,6 +123,12 @@ class RuntimeOptions:
     """What it grows to while the mailbox is idle; None: ``OUTLOOK_IDLE_WEBHOOKS_S`` with
     webhooks, ``OUTLOOK_IDLE_POLLING_S`` without (never below ``outlook_poll_s``)."""
     safety_net_s: float = 900.0
+    new_mailbox_settle_s: float = 0.0
+    """How long a mailbox that appears in the configuration while this process runs waits
+    before it is read (its first full pass, its organisation's resync): long enough for every
+    other worker to have reloaded the configuration, or their stages would take its changes
+    for an unknown mailbox's (park them as refused, route its CRM rows to nobody). ``dynasync
+    run`` sets it from its reload interval; 0 for a pipeline alone in its deployment."""
     """With webhooks: a pass over every stream of a mailbox at least this often."""
     crm_tables: tuple[CrmTable, ...] = CRM_TABLES
     mail_folders: tuple[str, ...] = ("inbox", "sentitems")
@@ -145,6 +153,11 @@ class RuntimeOptions:
             value = getattr(self, name)
             if value is not None and not 0 < value <= 3600:
                 raise ValueError(f"{name} must be within (0, 3600] seconds, got {value!r}")
+        if not 0 <= self.new_mailbox_settle_s <= 3600:
+            raise ValueError(
+                "new_mailbox_settle_s must be within [0, 3600] seconds, "
+                f"got {self.new_mailbox_settle_s!r}"
+            )
         if not 0 < self.safety_net_s <= 86_400:
             raise ValueError(
                 f"safety_net_s must be within (0, 86400] seconds, got {self.safety_net_s!r}"
@@ -226,6 +239,8 @@ class Pipeline:
         self._resyncing: set[str] = set()
         self._notification_task: asyncio.Task[None] | None = None
         self._owned_logged: tuple[set[str], int] | None = None
+        #: when this process first saw each mailbox (those of the first snapshot: long ago)
+        self._seen_at: dict[str, float] = dict.fromkeys(config.mailboxes, -math.inf)
 
     @property
     def config(self) -> ConfigSnapshot:
@@ -257,6 +272,11 @@ class Pipeline:
     def mailbox_runner(self, mailbox_id: str) -> MailboxRunner | None:
         """The mailbox's Outlook reader in this process (its passes, waits, wakes), if any."""
         return self._runners.get(mailbox_id)
+
+    def _settled(self, mailbox_id: str) -> bool:
+        """Whether ``mailbox_id`` has been in the configuration long enough to be read."""
+        seen = self._seen_at.setdefault(mailbox_id, time.monotonic())
+        return time.monotonic() - seen >= self.options.new_mailbox_settle_s
 
     def enabled_mailboxes(self) -> list[Mailbox]:
         """The mailboxes that sync now (enabled, organisation known, not named in a clash)."""
@@ -369,7 +389,9 @@ class Pipeline:
             return [
                 m.mailbox_id
                 for m in self.enabled_mailboxes()
-                if m.mailbox_id not in self._failing and self._ownership.owns(m.mailbox_id)
+                if m.mailbox_id not in self._failing
+                and self._ownership.owns(m.mailbox_id)
+                and self._settled(m.mailbox_id)
             ]
 
         delay = self.options.restart_delay_s
@@ -470,7 +492,8 @@ class Pipeline:
             return
         members: dict[str, set[str]] = {}
         for m in self.enabled_mailboxes():
-            members.setdefault(m.org_id, set()).add(m.mailbox_id)
+            if self._settled(m.mailbox_id):  # its rows wait until every worker knows it
+                members.setdefault(m.org_id, set()).add(m.mailbox_id)
         readers: dict[str, ReaderFactory] = {}
         restart: list[str] = []
         for org_id in sorted(members):
@@ -535,7 +558,11 @@ class Pipeline:
         if self._reader is None:
             return  # started from start(), once the reader exists
         every = self.enabled_mailboxes()
-        enabled = {m.mailbox_id: m for m in every if self._ownership.owns(m.mailbox_id)}
+        enabled = {
+            m.mailbox_id: m
+            for m in every
+            if self._ownership.owns(m.mailbox_id) and self._settled(m.mailbox_id)
+        }
         wanted = set(enabled)
         if (wanted, len(every)) != self._owned_logged:
             self._owned_logged = (wanted, len(every))

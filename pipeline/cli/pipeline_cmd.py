@@ -68,6 +68,8 @@ def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
             outlook_poll_s=args.outlook_poll,
             outlook_poll_max_s=args.outlook_poll_max,
             safety_net_s=args.safety_net,
+            # a mailbox added meanwhile is read once every worker has reloaded the config
+            new_mailbox_settle_s=min(3600.0, 2.5 * args.config_refresh),
         )
     except ValueError as exc:
         raise UsageError(f"invalid poll options: {exc}") from None
@@ -154,7 +156,7 @@ async def run_pipeline(
             log.warning("config: %s", problem)
         async with Pipeline(settings, store.snapshot, options) as pipeline:
             names = [m.mailbox_id for m in pipeline.enabled_mailboxes()]
-            webhooks = pipeline.receiver_url is not None
+            webhooks = settings.graph.notification_url is not None  # receiver here or apart
             log.info(
                 "%s (Kafka %s, %d enabled mailbox(es), webhooks %s; polls back off to %g s "
                 "(Outlook) and %g s (CRM) while idle)",

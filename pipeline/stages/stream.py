@@ -240,9 +240,12 @@ class GroupConsumer:
             for tp, records in batch.items():
                 for record in records:
                     if generation != self._generation:
-                        rewind = True  # revoked meanwhile: the rest is read again
                         break
                     await self._take(tp, record)
+            if generation != self._generation:
+                # revoked meanwhile, even while the batch's last record was taken: what was
+                # not committed is read again (the position is past the whole batch)
+                rewind = True
             await self._after_batch()
             await self._commit(force=False)
 

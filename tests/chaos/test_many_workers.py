@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from tests.e2e.proc import PipelineProcess
-from tests.e2e.world import User, World, eventually, open_world
+from tests.e2e.world import User, World, eventually, open_world, register
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 
@@ -88,6 +89,27 @@ def concurrent_writers(writes: list[dict[str, Any]]) -> list[str]:
     return found
 
 
+async def _dlq(w: World) -> list[str]:
+    """What the pipeline parked: reason and error of each dlq record."""
+    topic = f"{w.settings.kafka.topic_prefix}dlq"
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=w.settings.kafka.bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        out = []
+        while batch := await consumer.getmany(timeout_ms=2000):
+            for records in batch.values():
+                for r in records:
+                    headers = {k: v.decode(errors="replace") for k, v in r.headers or ()}
+                    out.append(
+                        f"{headers.get('x-dynasync-reason')}: {headers.get('x-dynasync-error')}"
+                    )
+        return out
+    finally:
+        await consumer.stop()
+
+
 async def _create(w: World, user: User, surname: str) -> None:
     resp = await w.crm("POST", "contacts", {"firstname": "W", "lastname": surname}, user=user)
     assert resp.status_code in (200, 201), resp.text
@@ -112,7 +134,10 @@ async def test_three_workers_share_the_mailboxes_and_survive_a_kill(
 ) -> None:
     tag = uuid.uuid4().hex[:6]
     async with open_world(kafka_bootstrap, tmp_path, users=MAILBOXES, partitions=PARTITIONS) as w:
-        procs = [PipelineProcess(w, tmp_path / f"worker-{n}.log", poll_s=0.5) for n in (1, 2, 3)]
+        procs = [
+            PipelineProcess(w, tmp_path / f"worker-{n}.log", poll_s=0.5, config_refresh_s=4.0)
+            for n in (1, 2, 3)
+        ]
         lives: dict[str, list[tuple[datetime, datetime]]] = {}
         started: dict[str, datetime] = {}
         try:
@@ -134,7 +159,16 @@ async def test_three_workers_share_the_mailboxes_and_survive_a_kill(
 
             await eventually(spread, 90, "the 30 mailboxes spread over the three workers", 0.5)
 
-            wanted: dict[str, User] = {}
+            # a mailbox registered now, while three workers run: its CRM rows are read only
+            # once every worker has reloaded the configuration (not routed to nobody by a
+            # worker that has not, nor parked as an unknown mailbox's)
+            late = await register(w, MAILBOXES)
+            late_wanted: dict[str, User] = {}
+            for k in range(3):
+                late_wanted[f"Late{tag}n{k}"] = late
+                await _create(w, late, f"Late{tag}n{k}")
+
+            wanted: dict[str, User] = dict(late_wanted)
             for i, user in enumerate(w.users):  # before the kill
                 wanted[f"Before{tag}n{i}"] = user
                 await _create(w, user, f"Before{tag}n{i}")
@@ -205,4 +239,6 @@ async def test_three_workers_share_the_mailboxes_and_survive_a_kill(
         assert len({r["agent"] for r in writes}) >= 3, "writes from fewer than three processes"
         clashes = concurrent_writers(writes)
         assert not clashes, "\n".join(clashes[:20])
+        parked = await _dlq(w)
+        assert not parked, parked[:5]
         print(f"\n{len(wanted)} contacts over {MAILBOXES} mailboxes on 3 workers, one killed")
