@@ -223,7 +223,18 @@ class SyncMachine(RuleBasedStateMachine):
             state = await self._state()
             return state if all(self._agrees(c, *state[c.surname]) for c in self.model) else None
 
-        await eventually(agreed, 90, f"convergence of {len(self.model)} contacts", 0.5)
+        try:
+            await eventually(agreed, 90, f"convergence of {len(self.model)} contacts", 0.5)
+        except AssertionError as exc:  # say what disagrees, and what the worker said last
+            state = await self._state()
+            apart = {
+                c.surname: state[c.surname]
+                for c in self.model
+                if not self._agrees(c, *state[c.surname])
+            }
+            proc = self.harness.proc
+            tail = proc.log_text()[-3000:] if proc is not None else ""
+            raise AssertionError(f"{exc}: {apart}\n{tail}") from None
         before = _versions(await self._state())
         await asyncio.sleep(2.5)
         after = await self._state()
