@@ -74,8 +74,10 @@ def test_validate_raises_typed_error() -> None:
 
 def test_results_document_and_summary() -> None:
     params = BenchParams(out=Path("x.json"), kafka_version="4.3.1")
-    doc = results(params, 10_000.0, 6000.0, {"p50": 1.0, "p95": 2.0, "p99": 1500.0}, {})
+    doc = results(params, 20_000.0, 12_000.0, {"p50": 1.0, "p95": 2.0, "p99": 1500.0}, {})
     assert doc["ratio"] == 0.6
     assert doc["met"] == {"engine_changes_per_s": True, "p99_ms": False}
+    slow = results(params, 20_000.0, 6000.0, {"p50": 1.0, "p95": 2.0, "p99": 1.0}, {})
+    assert slow["met"] == {"engine_changes_per_s": False, "p99_ms": True}
     assert doc["params"]["out"] == "x.json" and doc["kafka_version"] == "4.3.1"
     assert "NOT met" in summary(doc)
