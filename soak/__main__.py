@@ -49,6 +49,9 @@ def parse_args(argv: Sequence[str] | None = None, env: dict[str, str] | None = N
     parser.add_argument("--kill-min-s", type=_number(1, 3600), default=6.0)
     parser.add_argument("--kill-max-s", type=_number(1, 3600), default=24.0)
     parser.add_argument("--ops-per-s", type=_number(0.01, 100), default=2.0, help="per side")
+    parser.add_argument(
+        "--contacts-per-mailbox", type=int, default=30, help="creates stop there (30)"
+    )
     parser.add_argument("--settle-s", type=_number(10, 3600), default=300.0)
     parser.add_argument("--max-log-kib-per-min", type=_number(1, 1e6), default=256.0)
     parser.add_argument("--max-rss-growth", type=_number(1, 100), default=1.3)
@@ -67,6 +70,8 @@ def parse_args(argv: Sequence[str] | None = None, env: dict[str, str] | None = N
         minutes = SMOKE_MINUTES
     if not 1 <= args.mailboxes <= 200:
         parser.error(f"--mailboxes must be 1-200, got {args.mailboxes}")
+    if not 1 <= args.contacts_per_mailbox <= 1000:
+        parser.error(f"--contacts-per-mailbox must be 1-1000, got {args.contacts_per_mailbox}")
     if args.kill_min_s > args.kill_max_s:
         parser.error("--kill-min-s must not exceed --kill-max-s")
     return Options(
@@ -77,6 +82,7 @@ def parse_args(argv: Sequence[str] | None = None, env: dict[str, str] | None = N
         kill_min_s=args.kill_min_s,
         kill_max_s=args.kill_max_s,
         ops_per_s=args.ops_per_s,
+        contacts_per_mailbox=args.contacts_per_mailbox,
         settle_s=args.settle_s,
         max_rss_growth=args.max_rss_growth,
         max_log_kib_per_min=args.max_log_kib_per_min,

@@ -122,4 +122,14 @@ def rss_figures(samples: list[tuple[float, int, int]], run_s: float) -> dict[str
         "first_quarter_median_mib": round(statistics.median(first_q), 1),
         "last_quarter_median_mib": round(statistics.median(last_q), 1),
         "growth": round(statistics.median(last_q) / statistics.median(first_q), 3),
+        "life_peaks_mib": _life_peaks(samples),
     }
+
+
+def _life_peaks(samples: list[tuple[float, int, int]]) -> list[list[float]]:
+    """``[start s, peak MiB]`` of each life of the worker (a leak across lives shows here)."""
+    peaks: dict[int, list[float]] = {}
+    for t, life, kib in samples:
+        entry = peaks.setdefault(life, [round(t, 1), 0.0])
+        entry[1] = max(entry[1], round(kib / 1024, 1))
+    return list(peaks.values())

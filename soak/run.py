@@ -44,6 +44,7 @@ class Options:
     kill_min_s: float = 6.0
     kill_max_s: float = 24.0
     ops_per_s: float = 2.0
+    contacts_per_mailbox: int = 30
     settle_s: float = 300.0
     max_rss_growth: float = 1.3
     max_log_kib_per_min: float = 256.0
@@ -212,7 +213,13 @@ async def soak(opts: Options) -> dict[str, Any]:
                 log_path=run_dir / "worker.log",
             )
         )
-        editor = Editor(stack, random.Random(rnd.random()), uuid.uuid4().hex[:6], opts.ops_per_s)
+        editor = Editor(
+            stack,
+            random.Random(rnd.random()),
+            uuid.uuid4().hex[:6],
+            opts.ops_per_s,
+            opts.contacts_per_mailbox,
+        )
         rss: list[tuple[float, int, int]] = []
         try:
             return await _run(
