@@ -119,10 +119,14 @@ class ConfigDirectory:
     of an organisation, and a mailbox's filters plus its organisation's templates."""
 
     snapshot: Callable[[], ConfigSnapshot]
+    routable: Callable[[str], bool] = lambda mailbox_id: True
+    """Whether rows may go to a mailbox yet (one just added waits until every worker's engine
+    knows it; its rows come again with its resync)."""
 
     def _current(self) -> StaticDirectory:
         snap = self.snapshot()
-        return StaticDirectory(tuple(snap.mailboxes.values()), tuple(snap.filters.values()))
+        mailboxes = tuple(m for m in snap.mailboxes.values() if self.routable(m.mailbox_id))
+        return StaticDirectory(mailboxes, tuple(snap.filters.values()))
 
     def mailboxes_for(self, org_id: str) -> Sequence[Mailbox]:
         return self._current().mailboxes_for(org_id)

@@ -273,10 +273,18 @@ class Pipeline:
         """The mailbox's Outlook reader in this process (its passes, waits, wakes), if any."""
         return self._runners.get(mailbox_id)
 
-    def _settled(self, mailbox_id: str) -> bool:
-        """Whether ``mailbox_id`` has been in the configuration long enough to be read."""
+    def _settled(self, mailbox_id: str, share: float = 1.0) -> bool:
+        """Whether ``mailbox_id`` has been in the configuration long enough to be read (or,
+        with ``share``, that part of the settle time)."""
         seen = self._seen_at.setdefault(mailbox_id, time.monotonic())
-        return time.monotonic() - seen >= self.options.new_mailbox_settle_s
+        return time.monotonic() - seen >= self.options.new_mailbox_settle_s * share
+
+    def _routable(self, mailbox_id: str) -> bool:
+        """Whether the fan-out may route rows to ``mailbox_id``: after 3/5 of the settle time
+        (1.5 reloads), so the engine of every worker knows it, and before the resync that
+        follows at the whole of it (2.5 reloads) from the reader's worker, which saw it at
+        most one reload apart from this one."""
+        return self._settled(mailbox_id, share=0.6)
 
     def enabled_mailboxes(self) -> list[Mailbox]:
         """The mailboxes that sync now (enabled, organisation known, not named in a clash)."""
@@ -317,7 +325,7 @@ class Pipeline:
         )
         await self._connections.start()
         stages = [
-            fanout_stage(ConfigDirectory(lambda: self._config)),
+            fanout_stage(ConfigDirectory(lambda: self._config, self._routable)),
             engine_stage(ConfigRules(lambda: self._config), directories=self._directory),
             writers_stage(self._connections, ownership=self._ownership),
         ]
