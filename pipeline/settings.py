@@ -11,14 +11,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.kafka_clients import KafkaConnection
+
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
-class KafkaSettings(BaseModel):
-    """Where the broker is and how topics are laid out."""
+class KafkaSettings(KafkaConnection):
+    """Where the broker is, how to authenticate to it (:class:`KafkaConnection`: TLS, SASL)
+    and how topics are laid out."""
 
     model_config = _FROZEN
-    bootstrap: str = Field("127.0.0.1:9092", pattern=r"^[\w.\-]+:\d{1,5}(,[\w.\-]+:\d{1,5})*$")
     partitions: int = Field(6, ge=1, le=1000)
     replication_factor: int = Field(1, ge=1, le=5)
     topic_prefix: str = Field("", pattern=r"^[A-Za-z0-9._-]{0,64}$")
@@ -30,17 +32,46 @@ class KafkaSettings(BaseModel):
     )
 
 
-class GraphSettings(BaseModel):
-    """Microsoft Graph (or the emulator) and how to authenticate to it."""
+CredentialKind = Literal[
+    "static", "client_secret", "certificate", "managed_identity", "workload_identity"
+]
+
+
+class CredentialSettings(BaseModel):
+    """How to authenticate to a service (the same fields for Graph and Dataverse). Secrets come
+    from the environment or from files, never from a command line."""
 
     model_config = _FROZEN
-    base_url: str = Field("https://graph.microsoft.com/v1.0", pattern=r"^https?://")
-    tenant_id: str | None = None
-    client_id: str | None = None
+    credential: CredentialKind | None = Field(
+        None,
+        description="client_secret, certificate, managed_identity, workload_identity or static"
+        " (emulator); unset: inferred from which of the fields below is set",
+    )
+    tenant_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,99}$")
+    client_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,99}$")
     client_secret: SecretStr | None = None
-    certificate_path: Path | None = None
-    managed_identity: bool = False
+    client_secret_file: Path | None = Field(None, description="A file holding the client secret")
+    certificate_path: Path | None = Field(None, description="PEM or PKCS12 with the private key")
+    certificate_password: SecretStr | None = None
+    federated_token_file: Path | None = Field(
+        None,
+        description="Workload identity: the projected service account token (unset: "
+        "AZURE_FEDERATED_TOKEN_FILE)",
+    )
+    authority: str | None = Field(
+        None,
+        pattern=r"^(https://)?[A-Za-z0-9.\-]+(:\d{1,5})?(/[\w.\-]*)*$",
+        description="Microsoft Entra authority host or https URL (unset: AZURE_AUTHORITY_HOST "
+        "or login.microsoftonline.com)",
+    )
     static_token: SecretStr | None = Field(None, description="Emulator only")
+
+
+class GraphSettings(CredentialSettings):
+    """Microsoft Graph (or the emulator) and how to authenticate to it."""
+
+    base_url: str = Field("https://graph.microsoft.com/v1.0", pattern=r"^https?://")
+    managed_identity: bool = Field(False, description="The same as credential=managed_identity")
     notification_url: str | None = Field(None, pattern=r"^https?://")
     client_state_key: SecretStr | None = Field(
         None,
@@ -50,15 +81,11 @@ class GraphSettings(BaseModel):
     )
 
 
-class DataverseSettings(BaseModel):
-    """Dataverse Web API (or the emulator) and how to authenticate to it."""
+class DataverseSettings(CredentialSettings):
+    """Dataverse Web API (or the emulator) and how to authenticate to it (one app registration
+    for every organisation; each organisation's token has its own URL's scope)."""
 
-    model_config = _FROZEN
     base_url: str = Field("https://org.crm.dynamics.com/api/data/v9.2", pattern=r"^https?://")
-    tenant_id: str | None = None
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-    static_token: SecretStr | None = Field(None, description="Emulator only")
 
 
 class ReceiverSettings(BaseModel):
@@ -75,6 +102,16 @@ class ReceiverSettings(BaseModel):
     max_body_bytes: int = Field(1_000_000, ge=1024, le=50_000_000)
     rate_per_s: float = Field(200.0, ge=0.1, le=1_000_000, description="Per remote address")
     rate_burst: int = Field(1000, ge=1, le=10_000_000)
+
+
+class WebSettings(BaseModel):
+    """The worker's web server: Prometheus ``/metrics``, ``/healthz``, ``/readyz`` and the
+    status page, on one port (``DYNASYNC_WEB__PORT``)."""
+
+    model_config = _FROZEN
+    enabled: bool = True
+    host: str = Field("127.0.0.1", min_length=1, max_length=253)
+    port: int = Field(6066, ge=0, le=65535, description="0: any free port (tests)")
 
 
 class PrivacySettings(BaseModel):
@@ -110,16 +147,33 @@ class Settings(BaseSettings):
     )
 
     app_id: str = Field("dynasync", pattern=r"^[A-Za-z0-9._-]{1,64}$")
-    store: Literal["memory", "rocksdb"] = "memory"
+    store: Literal["memory"] = Field(
+        "memory",
+        description="Link state is held in memory and restored from its changelog topics when "
+        "a worker gets its partitions; the rocksdb store was removed",
+    )
     data_dir: Path = Path(".run/data")
-    web_port: int = Field(6066, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        "text", description="json: one JSON object per line (ts, level, logger, msg)"
+    )
+    web: WebSettings = WebSettings()
     kafka: KafkaSettings = KafkaSettings()
     graph: GraphSettings = GraphSettings()
     dataverse: DataverseSettings = DataverseSettings()
     receiver: ReceiverSettings = ReceiverSettings()
     health: HealthSettings = HealthSettings()
     privacy: PrivacySettings = PrivacySettings()
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _memory_only(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() == "rocksdb":
+            raise ValueError(
+                "store=rocksdb was removed: link state is held in memory and restored from the"
+                " changelog topics at start (README, State); unset DYNASYNC_STORE"
+            )
+        return value
 
     @field_validator("data_dir")
     @classmethod

@@ -16,13 +16,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from connectors.base import CommandSink
-from connectors.dataverse.auth import ClientSecretToken, StaticToken, TokenProvider
+from connectors.credentials import TokenSource
+from connectors.dataverse.auth import TokenProvider
 from connectors.dataverse.client import DataverseClient
 from connectors.dataverse.writer import DataverseWriter
-from connectors.graph.credentials import credential_from_settings
-from connectors.graph.transport import GraphTransport, token_provider
+from connectors.graph.transport import GraphTransport
 from connectors.graph.writer import GraphWriter
 from connectors.http import RetryPolicy
+from pipeline.credentials import dataverse_tokens, graph_tokens
 from pipeline.crm_directory import CrmDirectory
 from pipeline.parties import DirectoryParties, ResolvingSink
 from pipeline.settings import DataverseSettings, GraphSettings
@@ -51,38 +52,9 @@ def api_root(org_url: str) -> str:
 
 
 def dataverse_token(settings: DataverseSettings, base_url: str) -> TokenProvider:
-    """The token provider for one organisation: the static token (emulator), else the app
-    registration's client secret."""
-    if settings.static_token is not None:
-        return StaticToken(settings.static_token.get_secret_value())
-    if settings.tenant_id and settings.client_id and settings.client_secret is not None:
-        return ClientSecretToken(
-            base_url,
-            tenant_id=settings.tenant_id,
-            client_id=settings.client_id,
-            secret=settings.client_secret.get_secret_value(),
-        )
-    raise ValueError(
-        "Dataverse credentials missing: set dataverse.static_token (emulator) or "
-        "dataverse.tenant_id, client_id and client_secret"
-    )
-
-
-def graph_transport(
-    settings: GraphSettings, http: httpx.AsyncClient, policy: RetryPolicy | None = None
-) -> GraphTransport:
-    """A transport to Graph (or the emulator) with the configured credential."""
-    credential = credential_from_settings(
-        tenant_id=settings.tenant_id,
-        client_id=settings.client_id,
-        client_secret=(
-            settings.client_secret.get_secret_value() if settings.client_secret else None
-        ),
-        certificate_path=str(settings.certificate_path) if settings.certificate_path else None,
-        managed_identity=settings.managed_identity,
-        static_token=settings.static_token.get_secret_value() if settings.static_token else None,
-    )
-    return GraphTransport(http, settings.base_url, token_provider(credential), policy=policy)
+    """The token provider for one organisation: its scope is the organisation URL's origin +
+    ``/.default``; the credential is the configured kind (:mod:`pipeline.credentials`)."""
+    return dataverse_tokens(settings, base_url)
 
 
 class Connections:
@@ -106,6 +78,7 @@ class Connections:
         self._orgs = dict(organisations)
         self._http: httpx.AsyncClient | None = None
         self._transport: GraphTransport | None = None
+        self._graph_tokens: TokenSource | None = None
         self._graph_writer: GraphWriter | None = None
         self._clients: dict[str, DataverseClient] = {}
         self._dv_writers: dict[str, CommandSink] = {}
@@ -115,7 +88,13 @@ class Connections:
         """Open the Graph client and one Dataverse client per known organisation."""
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=30.0)
-            self._transport = graph_transport(self._graph_settings, self._http, self._policy)
+            self._graph_tokens = graph_tokens(self._graph_settings)
+            self._transport = GraphTransport(
+                self._http,
+                self._graph_settings.base_url,
+                self._graph_tokens.token,
+                policy=self._policy,
+            )
             self._graph_writer = GraphWriter(self._transport)
         for org_id in list(self._orgs):
             await self.dataverse(org_id)
@@ -130,6 +109,9 @@ class Connections:
             http, self._http = self._http, None
             self._transport = self._graph_writer = None
             await http.aclose()
+        if self._graph_tokens is not None:
+            tokens, self._graph_tokens = self._graph_tokens, None
+            await tokens.close()
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -1,16 +1,11 @@
-"""Bearer tokens for the Dataverse Web API: azure-identity for a real organisation, a static
-token for the emulator."""
+"""Bearer tokens for the Dataverse Web API: an azure-identity credential
+(:mod:`connectors.credentials`, any kind) for the organisation's scope, or a static token for
+the emulator."""
 
 from __future__ import annotations
 
-import time
 from typing import Protocol
 from urllib.parse import urlsplit
-
-from azure.core.exceptions import AzureError
-from azure.identity.aio import ClientSecretCredential
-
-from connectors.errors import AuthError
 
 
 class TokenProvider(Protocol):
@@ -41,31 +36,16 @@ class StaticToken:
 
 
 def org_scope(base_url: str) -> str:
-    """The token scope of an organisation: ``https://{org host}/.default``."""
+    """The token scope of an organisation: its URL's scheme, host and port, then
+    ``/.default`` (``https://contoso.crm.dynamics.com/api/data/v9.2`` →
+    ``https://contoso.crm.dynamics.com/.default``; an emulator's ``http://127.0.0.1:8082``
+    keeps its scheme and port)."""
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an organisation URL: {base_url!r}")
-    return f"https://{parts.hostname}/.default"
-
-
-class ClientSecretToken:
-    """An app registration's client-credentials token for the organisation, cached until five
-    minutes before it expires."""
-
-    def __init__(self, base_url: str, *, tenant_id: str, client_id: str, secret: str) -> None:
-        self._scope = org_scope(base_url)
-        self._credential = ClientSecretCredential(tenant_id, client_id, secret)
-        self._token: str | None = None
-        self._expires = 0.0
-
-    async def token(self) -> str:
-        if self._token is None or time.time() > self._expires - 300:
-            try:
-                got = await self._credential.get_token(self._scope)
-            except AzureError as exc:
-                raise AuthError(f"could not get a Dataverse token: {type(exc).__name__}") from exc
-            self._token, self._expires = got.token, float(got.expires_on)
-        return self._token
-
-    async def close(self) -> None:
-        await self._credential.close()
+        raise ValueError(f"not an organisation URL: {base_url[:120]!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"not an organisation URL: {base_url[:120]!r}") from None
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    return f"{parts.scheme}://{host}{f':{port}' if port is not None else ''}/.default"
