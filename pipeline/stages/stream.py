@@ -6,8 +6,10 @@ hands each record, in offset order per partition, to a handler. The handler read
 what the record caused. The table writes go to compacted changelog topics, partitioned like the
 source, and a source offset is committed only once every record before it in its partition is
 handled and all it caused (outputs and table writes) is acknowledged by the broker. Table
-writes are sent at the end of each batch, a key's last value only. A kill -9 anywhere therefore
-re-reads from the last commit; handlers drop what they have seen.
+writes are sent at the end of each batch, a key's last value only, and only once every output of
+the batch is acknowledged: outputs first, then state, then offsets. A kill -9 anywhere therefore
+re-reads from the last commit, and state that says a record is done is never durable before
+what the record sent: a handler that drops what its state says it has seen loses no output.
 
 A partition's state is restored from its changelog when the partition is assigned, unless this
 process wrote the changelog's last record itself (then its memory is current). When partitions
@@ -39,6 +41,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 
+from pipeline.app import SendFailedError
 from pipeline.settings import Settings
 from pipeline.stages.lanes import Held, Progress
 from pipeline.stages.publish import dlq_headers
@@ -178,6 +181,31 @@ class GroupConsumer:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_commit = 0.0
+        self.records_in = 0
+        """Records taken from the source topics since start."""
+        self.records_out = 0
+        """Records sent because of them (outputs and parked records, not table writes)."""
+
+    def in_flight(self) -> int:
+        """Records taken and not yet done (their outputs not all acknowledged)."""
+        return len(self._progress)
+
+    async def lag(self, timeout_s: float = 1.0) -> dict[TopicPartition, int]:
+        """Per assigned partition whose end is known, the records not yet fetched (highwater
+        minus position); a partition whose position is not known within ``timeout_s`` is
+        left out."""
+        out: dict[TopicPartition, int] = {}
+        consumer = self._consumer
+        for tp in list(consumer.assignment()):
+            try:
+                end = consumer.highwater(tp)
+                if end is None:
+                    continue
+                position = await asyncio.wait_for(consumer.position(tp), timeout_s)
+            except (TimeoutError, IllegalStateError, AssertionError, KafkaError):
+                continue  # revoked meanwhile, or not fetched yet
+            out[tp] = max(0, end - position)
+        return out
 
     async def start(self) -> None:
         """Connect, join the group and start taking records."""
@@ -241,6 +269,7 @@ class GroupConsumer:
                 for record in records:
                     if generation != self._generation:
                         break
+                    self.records_in += 1
                     await self._take(tp, record)
             if generation != self._generation:
                 # revoked meanwhile, even while the batch's last record was taken: what was
@@ -366,6 +395,8 @@ class StreamProcessor(GroupConsumer):
         self._handler = handler
         #: per changelog partition, the offset after the last record this process wrote
         self._written: dict[TopicPartition, int] = {}
+        #: changelog partitions whose state in memory holds writes that were never sent
+        self._unsent: set[TopicPartition] = set()
         #: table writes of the batch being taken, per (changelog topic, partition): key -> value
         self._pending_writes: dict[tuple[str, int], dict[bytes, bytes | None]] = {}
         #: records of the batch being taken, with the sends each caused
@@ -391,13 +422,30 @@ class StreamProcessor(GroupConsumer):
         self._taken.append((held, sends))
 
     async def _after_batch(self) -> None:
-        """Send the batch's table writes, each key's last value once (a mailbox's guard state
-        changes with most of its records), and complete the batch's records: each is
-        committable once its outputs and every table write of the batch are acknowledged."""
+        """Wait until the batch's outputs are acknowledged, then send its table writes, each
+        key's last value once (a mailbox's guard state changes with most of its records), and
+        complete the batch's records: each is committable once its outputs and every table
+        write of the batch are acknowledged. A refused output ends the loop
+        (:class:`SendFailedError`) with no table write of the batch sent."""
         pending, self._pending_writes = self._pending_writes, {}
         taken, self._taken = self._taken, []
         if taken and self._batch_generation != self._generation:
+            self._unwritten(pending)
             return  # revoked meanwhile: the next owner reads these records again
+        outputs = [sent for _, sends in taken for sent in sends]
+        if pending and outputs:
+            await asyncio.wait(outputs)
+            if self._batch_generation != self._generation:
+                self._unwritten(pending)
+                return  # revoked while waiting
+            for held, sends in taken:
+                for sent in sends:
+                    exc = None if sent.cancelled() else sent.exception()
+                    if sent.cancelled() or exc is not None:
+                        self._unwritten(pending)
+                        where = f"{held.tp.topic}[{held.tp.partition}]@{held.offset}"
+                        raise SendFailedError(f"{where}: {exc or 'cancelled'}") from exc
+        self.records_out += sum(len(sends) for _, sends in taken)
         state: list[asyncio.Future[Any]] = []
         for (topic, partition), writes in pending.items():
             changelog = TopicPartition(topic, partition)
@@ -409,6 +457,11 @@ class StreamProcessor(GroupConsumer):
         landed = [asyncio.gather(*state)] if state else []
         for held, sends in taken:
             Progress.complete(held, [*sends, *landed])
+
+    def _unwritten(self, pending: dict[tuple[str, int], dict[bytes, bytes | None]]) -> None:
+        """Table writes held in memory were not sent: the partitions' state is restored from
+        their changelogs when next assigned, not taken as current."""
+        self._unsent.update(TopicPartition(topic, partition) for topic, partition in pending)
 
     def _landed(self, tp: TopicPartition, sent: asyncio.Future[Any]) -> None:
         """Remember where a changelog record of ours landed (restore skips what is current)."""
@@ -437,7 +490,9 @@ class StreamProcessor(GroupConsumer):
         try:
             await reader.start()
             ends = await reader.end_offsets(wanted)
-            stale = [tp for tp in wanted if ends[tp] != self._written.get(tp, -1)]
+            stale = [
+                tp for tp in wanted if tp in self._unsent or ends[tp] != self._written.get(tp, -1)
+            ]
             if not stale:
                 return
             reader.assign(stale)
@@ -459,6 +514,7 @@ class StreamProcessor(GroupConsumer):
             )
             for tp in stale:
                 self._written[tp] = ends[tp]
+                self._unsent.discard(tp)
             self.restored_keys = keys
             log.info(
                 "%s: restored %d keys of %d changelog partition(s) in %.2fs",
