@@ -8,6 +8,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+LOCK := requirements.lock
+RUNTIME_LOCK := requirements-runtime.lock
+LOCK_VENV := .cache/lock-venv
+PIP_COMPILE := $(LOCK_VENV)/bin/pip-compile -q --generate-hashes --strip-extras --allow-unsafe \
+  --no-emit-find-links --no-emit-index-url
 KAFKA := deploy/kafka/kafka.sh
 KAFKA_PORT ?= 9092
 BOOTSTRAP := 127.0.0.1:$(KAFKA_PORT)
@@ -15,20 +20,34 @@ CLUSTER_BOOTSTRAP := 127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094
 PYTEST_ARGS ?=
 export KAFKA_PORT
 
-.PHONY: help venv lint fmt test test-unit chaos-busy kafka-up kafka-down kafka-cluster-up kafka-cluster-down \
+.PHONY: help venv lock lint fmt test test-unit chaos-busy kafka-up kafka-down kafka-cluster-up kafka-cluster-down \
         demo topics clean up down status bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# The venv installs exactly what requirements.lock pins (with hashes), then the project itself
+# without resolving anything; `pip check` fails if pyproject.toml asks for a package the lock
+# lacks (then: make lock).
+$(STAMP): pyproject.toml $(LOCK)
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11+ is required ('$(PYTHON)' not found)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e ".[dev]"
+	$(VENV)/bin/pip install -q --require-hashes -r $(LOCK)
+	$(VENV)/bin/pip install -q --no-deps -e .
+	$(VENV)/bin/pip check || { echo "$(LOCK) does not cover pyproject.toml: run make lock"; exit 1; }
 	touch $(STAMP)
 
-venv: $(STAMP) ## create .venv and install the project with its dev tools
+venv: $(STAMP) ## create .venv and install the project with its dev tools from requirements.lock
+
+LOCK_ARGS ?=
+# pip-tools in its own venv (.cache/lock-venv); keeps the pins it can unless LOCK_ARGS=--upgrade.
+# The runtime lock (the container image's) is constrained to the same versions as the dev lock.
+lock: ## re-resolve requirements.lock and requirements-runtime.lock from pyproject.toml
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install -q "pip-tools>=7.4,<8"
+	$(PIP_COMPILE) --extra dev -o $(LOCK) $(LOCK_ARGS) pyproject.toml
+	$(PIP_COMPILE) -c $(LOCK) -o $(RUNTIME_LOCK) $(LOCK_ARGS) pyproject.toml
 
 lint: $(STAMP) ## ruff, formatting and mypy (strict), and the schema files against the models
 	$(VENV)/bin/ruff check .
