@@ -12,7 +12,9 @@ import contextlib
 import logging
 from typing import Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
+
+from connectors.kafka_clients import KafkaClients, KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +28,10 @@ class Publisher(Protocol):
 
 
 class KafkaPublisher:
-    """An idempotent aiokafka producer with acks=all."""
+    """An idempotent aiokafka producer with acks=all (a plain ``kafka`` string: PLAINTEXT)."""
 
-    def __init__(self, bootstrap: str, *, client_id: str = "dynasync-graph") -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
+    def __init__(self, kafka: KafkaConnection | str, *, client_id: str = "dynasync-graph") -> None:
+        self._producer = KafkaClients(kafka).producer(
             client_id=client_id,
             acks="all",
             enable_idempotence=True,
@@ -106,9 +107,9 @@ class KafkaCursorStore:
     (e.g. the subscription manager, seen by the receiver) show up here too.
     """
 
-    def __init__(self, publisher: Publisher, bootstrap: str, topic: str) -> None:
+    def __init__(self, publisher: Publisher, kafka: KafkaConnection | str, topic: str) -> None:
         self._publisher = publisher
-        self._bootstrap = bootstrap
+        self._clients = KafkaClients(kafka)
         self._topic = topic
         self._data: dict[str, str] = {}
         self._consumer: AIOKafkaConsumer | None = None
@@ -116,9 +117,8 @@ class KafkaCursorStore:
 
     async def start(self, *, follow: bool = False) -> None:
         """Load every stored value; optionally keep following the topic."""
-        consumer = AIOKafkaConsumer(
+        consumer = self._clients.consumer(
             self._topic,
-            bootstrap_servers=self._bootstrap,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             group_id=None,

@@ -19,8 +19,9 @@ import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 
+from connectors.kafka_clients import KafkaClients, KafkaConnection
 from pipeline.ownership import partition_of
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class ReaderAssignment:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConnection | str,
         *,
         topic: str,
         group_id: str,
@@ -43,8 +44,7 @@ class ReaderAssignment:
     ) -> None:
         self._topic = topic
         self._readers: dict[str, ReaderFactory] = dict(readers or {})
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+        self._consumer = KafkaClients(kafka).consumer(
             group_id=group_id,
             enable_auto_commit=False,
             session_timeout_ms=session_timeout_ms,

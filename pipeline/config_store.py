@@ -26,9 +26,9 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer, TopicPartition
 
+from connectors.kafka_clients import KafkaClients
 from pipeline.settings import KafkaSettings
 from pipeline.topics import CONFIG, topic_name
 from schemas.codec import dumps, loads
@@ -295,6 +295,7 @@ class ConfigStore:
 
     def __init__(self, kafka: KafkaSettings, *, timeout_s: float = 30.0) -> None:
         self._kafka = kafka
+        self._clients = KafkaClients(kafka)
         self._topic = topic_name(CONFIG, kafka)
         self._timeout_s = timeout_s
         self._producer: AIOKafkaProducer | None = None
@@ -307,8 +308,7 @@ class ConfigStore:
 
     async def start(self) -> None:
         """Connect the producer and load the snapshot."""
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._kafka.bootstrap,
+        producer = self._clients.producer(
             acks="all",
             enable_idempotence=True,
             request_timeout_ms=int(self._timeout_s * 1000),
@@ -346,8 +346,7 @@ class ConfigStore:
         Undecodable records and invariant clashes land in ``snapshot.problems``.
         """
         snapshot = ConfigSnapshot()
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap,
+        consumer = self._clients.consumer(
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             request_timeout_ms=int(self._timeout_s * 1000),
@@ -379,8 +378,7 @@ class ConfigStore:
         return snapshot
 
     async def _partitions(self) -> list[int]:
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self._kafka.bootstrap,
+        admin = self._clients.admin(
             request_timeout_ms=int(self._timeout_s * 1000),
             client_id="dynasync-config-admin",
         )

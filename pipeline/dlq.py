@@ -14,10 +14,10 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from connectors.kafka_clients import KafkaClients, KafkaConnection
 from pipeline.settings import KafkaSettings
 from pipeline.stages.publish import DLQ_ERROR, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC
 from pipeline.topics import (
@@ -126,9 +126,9 @@ def group_id(app_id: str) -> str:
     return f"{app_id}-dlq-replay"
 
 
-async def topic_partitions(bootstrap: str, name: str) -> list[int]:
+async def topic_partitions(kafka: KafkaConnection | str, name: str) -> list[int]:
     """The partition numbers of topic ``name`` (LookupError if it does not exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = KafkaClients(kafka).admin()
     try:
         await admin.start()
         (meta,) = await admin.describe_topics([name])
@@ -140,9 +140,9 @@ async def topic_partitions(bootstrap: str, name: str) -> list[int]:
 
 
 async def _scan(
-    consumer: AIOKafkaConsumer, bootstrap: str, name: str, *, resume: bool, timeout_s: float
+    consumer: AIOKafkaConsumer, kafka: KafkaSettings, name: str, *, resume: bool, timeout_s: float
 ) -> tuple[list[DlqRecord], dict[TopicPartition, int]]:
-    parts = await topic_partitions(bootstrap, name)
+    parts = await topic_partitions(kafka, name)
     tps = [TopicPartition(name, p) for p in sorted(parts)]
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
@@ -176,11 +176,11 @@ async def list_dlq(
     kafka: KafkaSettings, select: Selection, *, timeout_s: float = 30.0
 ) -> list[DlqRecord]:
     """Every dlq record ``select`` takes, oldest first per partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False)
+    consumer = KafkaClients(kafka).consumer(enable_auto_commit=False)
     try:
         await consumer.start()
         records, _ = await _scan(
-            consumer, kafka.bootstrap, topic_name(DLQ, kafka), resume=False, timeout_s=timeout_s
+            consumer, kafka, topic_name(DLQ, kafka), resume=False, timeout_s=timeout_s
         )
     finally:
         await consumer.stop()
@@ -208,19 +208,16 @@ async def replay(
     inputs = {topic_name(spec, kafka) for spec in _INPUTS}
     if not select.reasons:
         select = Selection(REPLAYABLE_REASONS, select.mailboxes)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap, group_id=group_id(app_id), enable_auto_commit=False
-    )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap, acks="all", enable_idempotence=True
-    )
+    clients = KafkaClients(kafka)
+    consumer = clients.consumer(group_id=group_id(app_id), enable_auto_commit=False)
+    producer = clients.producer(acks="all", enable_idempotence=True)
     replayed: list[DlqRecord] = []
     skipped: list[tuple[DlqRecord, str]] = []
     try:
         await consumer.start()
         await producer.start()
         records, ends = await _scan(
-            consumer, kafka.bootstrap, topic_name(DLQ, kafka), resume=True, timeout_s=timeout_s
+            consumer, kafka, topic_name(DLQ, kafka), resume=True, timeout_s=timeout_s
         )
         for record in records:
             if not select(record):

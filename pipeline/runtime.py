@@ -60,6 +60,7 @@ from connectors.graph.subscriptions import (
 )
 from connectors.graph.sync import OutlookReader
 from connectors.http import RetryPolicy
+from connectors.kafka_clients import KafkaClients
 from connectors.pacing import Pacer
 from connectors.store import KafkaCursorStore, KafkaPublisher
 from pipeline.app import App, build_app
@@ -311,11 +312,9 @@ class Pipeline:
 
     async def _start(self) -> None:
         settings, kafka = self.settings, self._kafka
-        self._publisher = KafkaPublisher(kafka.bootstrap, client_id=f"{settings.app_id}-readers")
+        self._publisher = KafkaPublisher(kafka, client_id=f"{settings.app_id}-readers")
         await self._publisher.start()
-        self._cursors = KafkaCursorStore(
-            self._publisher, kafka.bootstrap, topic_name(CURSORS, kafka)
-        )
+        self._cursors = KafkaCursorStore(self._publisher, kafka, topic_name(CURSORS, kafka))
         await self._cursors.start(follow=True)  # other workers' cursors, as mailboxes move
         self._connections = Connections(
             settings.graph,
@@ -331,7 +330,7 @@ class Pipeline:
         ]
         self._app = build_app(settings, stages)
         await self._app.start()
-        self._alert_producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+        self._alert_producer = KafkaClients(kafka).producer(acks="all")
         await self._alert_producer.start()
         self._alerts = Publisher.over(self._alert_producer, settings)
         self._reader = OutlookReader(
@@ -342,7 +341,7 @@ class Pipeline:
             on_changes=self._outlook_active,
         )
         self._crm_readers = ReaderAssignment(
-            kafka.bootstrap,
+            kafka,
             topic=topic_name(CURSORS, kafka),
             group_id=f"{settings.app_id}-crm-readers",
             session_timeout_ms=int(kafka.session_timeout_s * 1000),
@@ -384,8 +383,7 @@ class Pipeline:
         )
         # the notification partitions of the mailboxes this worker owns, assigned by hand as
         # ownership moves (a group of its own could hand them to another worker)
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap,
+        self._consumer = KafkaClients(kafka).consumer(
             group_id=f"{settings.app_id}-outlook-reader",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

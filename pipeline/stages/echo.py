@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
+from connectors.kafka_clients import KafkaClients
 from pipeline.app import App, Stage
 from pipeline.settings import Settings
 from pipeline.stages.stream import LINGER_MS, Record, StreamProcessor
@@ -19,9 +18,7 @@ def echo_stage(source: str, sink: str) -> Stage:
 
     def register(app: App, settings: Settings) -> None:
         def make() -> StreamProcessor:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=settings.kafka.bootstrap, acks="all", linger_ms=LINGER_MS
-            )
+            producer = KafkaClients(settings.kafka).producer(acks="all", linger_ms=LINGER_MS)
 
             async def forward(record: Record, sends: list[asyncio.Future[Any]]) -> None:
                 sends.append(await producer.send(sink, record.value, key=record.key))

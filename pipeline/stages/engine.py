@@ -29,9 +29,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
-from aiokafka import AIOKafkaProducer
-
 from connectors.dataverse.ids import crm_row_id
+from connectors.kafka_clients import KafkaClients
 from pipeline.app import App, Stage, WindowSize
 from pipeline.crm_facts import Directories, with_crm_facts
 from pipeline.plan import DEFAULT_TABLE, Alert, MailboxRules, Plan, apply_outcome, plan
@@ -183,9 +182,7 @@ def engine_stage(
         guards = ChangelogTable("guard")
         store = LinkStore(links, index)
         kafka = settings.kafka
-        producer = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap, acks="all", linger_ms=LINGER_MS
-        )
+        producer = KafkaClients(kafka).producer(acks="all", linger_ms=LINGER_MS)
         publisher = Publisher.over(producer, settings)
         outcomes_name = topic_name(OUTCOMES, kafka)
 

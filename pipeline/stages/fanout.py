@@ -20,8 +20,8 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 import orjson
-from aiokafka import AIOKafkaProducer
 
+from connectors.kafka_clients import KafkaClients
 from pipeline.app import App, Stage, WindowSize
 from pipeline.fanout_rules import FanOut, MailboxFilters, fan_out, parse_for_table
 from pipeline.rules.fetchxml import FetchQuery
@@ -148,9 +148,7 @@ def fanout_stage(
     def _processor(settings: Settings) -> StreamProcessor:
         members = ChangelogTable("fanout-members")
         kafka = settings.kafka
-        producer = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap, acks="all", linger_ms=LINGER_MS
-        )
+        producer = KafkaClients(kafka).producer(acks="all", linger_ms=LINGER_MS)
         publisher = Publisher.over(producer, settings)
         sink = topic_name(CHANGES_CRM, kafka)
         parse = lru_cache(maxsize=PARSE_CACHE_SIZE)(parse_for_table)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Final, Literal, TypeAlias
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 
+from connectors.kafka_clients import KafkaClients
 from pipeline.settings import KafkaSettings
 from pipeline.stages.publish import DLQ_REASON, DLQ_TOPIC
 from pipeline.topics import CHANGES_CRM, CHANGES_OUTLOOK, DLQ, topic_name
@@ -132,9 +132,7 @@ async def read_parked(
 ) -> list[Parked]:
     """The records parked by ``mailbox_id``'s latest pause, in the order they were parked."""
     dlq = topic_name(DLQ, kafka)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
+    consumer = KafkaClients(kafka).consumer(enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     parked: list[Parked] = []
     try:
@@ -181,7 +179,7 @@ async def resume_mailbox(kafka: KafkaSettings, mailbox_id: str, *, timeout_s: fl
     """
     parked = await read_parked(kafka, mailbox_id, timeout_s=timeout_s)
     changes = (topic_name(CHANGES_OUTLOOK, kafka), topic_name(CHANGES_CRM, kafka))
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+    producer = KafkaClients(kafka).producer(acks="all")
     await producer.start()
     try:
         for name in changes:
@@ -198,7 +196,7 @@ async def resume_mailbox(kafka: KafkaSettings, mailbox_id: str, *, timeout_s: fl
 
 
 async def _partitions(kafka: KafkaSettings, name: str) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    admin = KafkaClients(kafka).admin()
     await admin.start()
     try:
         (meta,) = await admin.describe_topics([name])

@@ -31,9 +31,9 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeAlias
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
@@ -41,6 +41,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 
+from connectors.kafka_clients import KafkaClients
 from pipeline.app import SendFailedError
 from pipeline.settings import Settings
 from pipeline.stages.lanes import Held, Progress
@@ -166,8 +167,8 @@ class GroupConsumer:
         self._commit_every = commit_interval_s
         self._dlq = topic_name(DLQ, kafka)
         session_ms = int(kafka.session_timeout_s * 1000)
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap,
+        self._clients = KafkaClients(kafka)
+        self._consumer = self._clients.consumer(
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -482,11 +483,7 @@ class StreamProcessor(GroupConsumer):
             return
         wanted = [TopicPartition(t.topic, p) for t in self._tables for p in partitions]
         started = time.monotonic()
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka.bootstrap,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
+        reader = self._clients.consumer(enable_auto_commit=False, auto_offset_reset="earliest")
         try:
             await reader.start()
             ends = await reader.end_offsets(wanted)
@@ -531,7 +528,7 @@ class StreamProcessor(GroupConsumer):
         if not self._tables:
             return
         kafka = self._settings.kafka
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+        admin = self._clients.admin()
         try:
             await admin.start()
             names = {t.topic for t in self._tables}

@@ -26,9 +26,10 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from connectors.base import CommandSink, MailboxMemory
+from connectors.kafka_clients import KafkaClients
 from pipeline.app import App, Stage, WindowSize
 from pipeline.ownership import MailboxOwnership
 from pipeline.settings import Settings
@@ -117,9 +118,7 @@ class CommandWriter(GroupConsumer):
             name=f"writers-{side}",
             group=f"{settings.app_id}-writers-{side}",
             topics=[topic_name(COMMANDS_CRM if side == "crm" else COMMANDS_OUTLOOK, kafka)],
-            producer=AIOKafkaProducer(
-                bootstrap_servers=kafka.bootstrap, acks="all", linger_ms=LINGER_MS
-            ),
+            producer=KafkaClients(kafka).producer(acks="all", linger_ms=LINGER_MS),
             max_records=max_held,
             commit_interval_s=commit_interval_s,
         )
