@@ -171,17 +171,16 @@ def build_credential(
         # client_id selects a user-assigned identity; the endpoint comes from the environment
         # (IDENTITY_ENDPOINT + IDENTITY_HEADER, or IMDS)
         return ManagedIdentityCredential(client_id=config.client_id or None, **options)
-    _need(config, "tenant_id", "client_id")
+    own = {"client_secret": "client_secret", "certificate": "certificate_path"}
+    _need(config, "tenant_id", "client_id", own.get(config.kind, "federated_token_file"))
     assert config.tenant_id is not None and config.client_id is not None
     if config.kind == "client_secret":
-        _need(config, "client_secret")
         _refuse(config, "certificate_path", "federated_token_file", "static_token")
         assert config.client_secret is not None
         return ClientSecretCredential(
             config.tenant_id, config.client_id, config.client_secret, **options
         )
     if config.kind == "certificate":
-        _need(config, "certificate_path")
         _refuse(config, "client_secret", "federated_token_file", "static_token")
         assert config.certificate_path is not None
         data = _read(config.certificate_path, "certificate file")
@@ -198,7 +197,6 @@ def build_credential(
                 f"certificate file {str(config.certificate_path)!r} holds no usable certificate"
                 f" and private key (PEM or PKCS12; a wrong password?): {type(exc).__name__}"
             ) from None
-    _need(config, "federated_token_file")
     _refuse(config, "client_secret", "certificate_path", "static_token")
     assert config.federated_token_file is not None
     _read(config.federated_token_file, "federated token file")
@@ -215,8 +213,8 @@ class TokenSource:
 
     The token is kept until its refresh time (the service's ``refresh_on`` hint, else
     :data:`REFRESH_MARGIN_S` before it expires); from then on the credential is asked again, at
-    most every :data:`RETRY_S` while the old token is still valid, and once the token has
-    expired every call waits for a new one. Concurrent callers share one request. A failure
+    most every :data:`RETRY_S` while the old token is still valid (meanwhile other callers get
+    the old token), and once the token has expired callers wait for one new request. A failure
     while the old token is valid keeps the old token (one warning, no token in it); with no
     valid token it raises :class:`AuthError`.
     """

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import httpx
@@ -51,17 +51,23 @@ def api_root(org_url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}{API_PATH}"
 
 
-def dataverse_token(settings: DataverseSettings, base_url: str) -> TokenProvider:
+def dataverse_token(
+    settings: DataverseSettings,
+    base_url: str,
+    *,
+    transport_options: Mapping[str, Any] | None = None,
+) -> TokenProvider:
     """The token provider for one organisation: its scope is the organisation URL's origin +
     ``/.default``; the credential is the configured kind (:mod:`pipeline.credentials`)."""
-    return dataverse_tokens(settings, base_url)
+    return dataverse_tokens(settings, base_url, transport_options=transport_options)
 
 
 class Connections:
     """The HTTP clients of a pipeline process and the :data:`SinkFactory` over them.
 
     Use ``async with Connections(graph, dataverse, organisations):`` or ``start()``/``stop()``.
-    Calling the object is the writer stage's sink factory.
+    Calling the object is the writer stage's sink factory. ``credential_options`` go to
+    azure-identity's HTTP pipeline of both credentials (e.g. ``connection_verify``: a CA bundle).
     """
 
     def __init__(
@@ -71,7 +77,9 @@ class Connections:
         organisations: Mapping[str, Organisation],
         *,
         policy: RetryPolicy | None = None,
+        credential_options: Mapping[str, Any] | None = None,
     ) -> None:
+        self._credential_options = dict(credential_options or {})
         self._graph_settings = graph
         self._dv_settings = dataverse
         self._policy = policy
@@ -88,7 +96,9 @@ class Connections:
         """Open the Graph client and one Dataverse client per known organisation."""
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=30.0)
-            self._graph_tokens = graph_tokens(self._graph_settings)
+            self._graph_tokens = graph_tokens(
+                self._graph_settings, transport_options=self._credential_options
+            )
             self._transport = GraphTransport(
                 self._http,
                 self._graph_settings.base_url,
@@ -146,7 +156,9 @@ class Connections:
             raise UnknownOrganisationError(f"organisation {org_id!r} is not configured")
         root = api_root(org.url)
         client = DataverseClient(
-            root, dataverse_token(self._dv_settings, root), policy=self._policy
+            root,
+            dataverse_token(self._dv_settings, root, transport_options=self._credential_options),
+            policy=self._policy,
         )
         await client.start()
         self._clients[org_id] = client
