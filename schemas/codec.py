@@ -129,7 +129,15 @@ def loads(model: type[T], raw: bytes | bytearray | memoryview | str, *, check: b
     return build(model, data)
 
 
-CE_HEADERS = ("ce_id", "ce_source", "ce_type", "ce_specversion", "ce_time", "ce_subject")
+CE_HEADERS = (
+    "ce_id",
+    "ce_source",
+    "ce_type",
+    "ce_specversion",
+    "ce_time",
+    "ce_subject",
+    "ce_dataschema",
+)
 
 
 def event_to_kafka(event: ChangeEvent) -> tuple[list[tuple[str, bytes]], bytes]:

@@ -7,8 +7,9 @@ constraints (``pattern``, ``maxLength``, ``minLength``, ``format``, ``descriptio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
+from schemas.derive import BASE_ID
 from schemas.token import DEFAULT_TOKEN_PREFIX, MAX_TOKEN_LENGTH, TOKEN_PREFIX_PATTERN
 from schemas.types import (
     AutoTrack,
@@ -170,11 +171,21 @@ class ChangeEventData:
     fields: Projection = field(default_factory=dict)
 
 
+#: The revision of the events.v1 data schema that :class:`ChangeEventData` is: its file is
+#: ``schemas/json/<this>.schema.json``. A backward-compatible change (an optional property
+#: added) is a new revision; the files of earlier revisions stay as they are (README, Change feed).
+EVENT_DATA_SCHEMA: Final = "change_event_data.r1"
+#: ``ce_dataschema`` of every events.v1 record: the ``$id`` of that file.
+EVENT_DATA_SCHEMA_URI: Final = f"{BASE_ID}{EVENT_DATA_SCHEMA}.schema.json"
+
+
 @dataclass(frozen=True, slots=True)
 class ChangeEvent:
     """Public change event (topic events.v1): CloudEvents 1.0, Kafka binary mode.
 
     The ``ce_*`` attributes travel as Kafka headers, ``data`` as the message value.
+    ``ce_id`` is derived from the change or outcome that caused the event, so a record sent
+    again after a crash repeats it: consumers dedupe by it.
     """
 
     ce_id: str = field(metadata=_ID)
@@ -189,6 +200,14 @@ class ChangeEvent:
     ce_time: str = field(metadata=_TIME)
     ce_subject: str = field(metadata=_ID)
     data: ChangeEventData
+    ce_dataschema: str = field(
+        default=EVENT_DATA_SCHEMA_URI,
+        metadata={
+            "format": "uri",
+            "maxLength": 2048,
+            "description": "$id of the JSON Schema data conforms to (absent before it was sent)",
+        },
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +309,7 @@ MESSAGE_TYPES: dict[str, type[Any]] = {
     "write_command": WriteCommand,
     "write_outcome": WriteOutcome,
     "change_event": ChangeEvent,
+    EVENT_DATA_SCHEMA: ChangeEventData,
     "organisation": Organisation,
     "mailbox": Mailbox,
     "filter": FilterRecord,
