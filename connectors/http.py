@@ -11,11 +11,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from connectors.errors import ConnectorError, ThrottledError
 
 T = TypeVar("T")
+
+#: Which service a request went to.
+ApiSide = Literal["graph", "dataverse"]
+
+
+class RequestMeter(Protocol):
+    """Told of every HTTP request a connector sent (each attempt, retries included)."""
+
+    def request_done(self, side: ApiSide, status: int | None) -> None:
+        """``status`` is the HTTP status answered, None when none came (timeout, reset)."""
+        ...
+
 
 RETRIABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})

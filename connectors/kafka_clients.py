@@ -22,7 +22,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import create_conn
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnsupportedSaslMechanismError
+from aiokafka.protocol.metadata import MetadataRequest
 from azure.core.credentials_async import AsyncTokenCredential
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -305,7 +306,13 @@ class KafkaClients:
             except (OSError, KafkaError) as exc:  # TimeoutError is an OSError
                 problems.append(self._explain(server, exc, timeout_s))
                 continue
-            conn.close()
+            try:  # a listener answers ApiVersions before authentication: ask for more
+                await conn.send(MetadataRequest([]))
+            except (OSError, KafkaError) as exc:
+                problems.append(self._explain(server, exc, timeout_s))
+                continue
+            finally:
+                conn.close()
             return
         raise min(problems, key=lambda p: _RANK[p.problem])
 
@@ -324,28 +331,29 @@ class KafkaClients:
             )
         if isinstance(exc, ssl.SSLError):
             return KafkaAccessError("tls", f"TLS handshake with {server} failed: {exc.reason}")
+        mechanism = connection.sasl_mechanism
+        if isinstance(exc, UnsupportedSaslMechanismError):
+            return KafkaAccessError(
+                "auth", f"SASL: {server} does not accept sasl_mechanism {mechanism}"
+            )
         name = type(exc).__name__
         if "Sasl" in name or "Authentication" in name:
-            mechanism = connection.sasl_mechanism
             who = f" as {connection.sasl_username!r}" if connection.sasl_username else ""
             return KafkaAccessError(
                 "auth",
                 f"SASL {mechanism} authentication{who} at {server} failed"
                 f" (wrong user name or password?): {_reason(exc)}",
             )
+        protocol = f"is security_protocol {connection.security_protocol} what that listener speaks"
+        if connection.security_protocol in ("SSL", "SASL_SSL") and not connection.ssl_cert_file:
+            protocol += ", or does it want a client certificate (ssl_cert_file)"
         if isinstance(exc, TimeoutError):
             return KafkaAccessError(
-                "unreachable",
-                f"no answer from {server} within {timeout_s:g} s (is security_protocol"
-                f" {connection.security_protocol} what that listener speaks?)",
+                "unreachable", f"no answer from {server} within {timeout_s:g} s ({protocol}?)"
             )
-        if isinstance(exc, ConnectionError | KafkaError) and connection.security_protocol != (
-            "PLAINTEXT"
-        ):
+        if isinstance(exc, KafkaError | ConnectionResetError | ConnectionAbortedError):
             return KafkaAccessError(
-                "unreachable",
-                f"{server} closed the connection ({_reason(exc)}; is security_protocol"
-                f" {connection.security_protocol} what that listener speaks?)",
+                "unreachable", f"{server} closed the connection ({protocol}?): {_reason(exc)}"
             )
         return KafkaAccessError("unreachable", f"cannot reach {server}: {_reason(exc)}")
 

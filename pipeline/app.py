@@ -70,13 +70,25 @@ class Runnable(Protocol):
 Stage = Callable[["App", Settings], None]
 
 
+class StageMeter(Protocol):
+    """What the stages report as they work (the worker's metrics implement it)."""
+
+    def write_done(self, target: str, seconds: float) -> None:
+        """A write to ``target`` (crm / outlook) completed ``seconds`` after the change that
+        caused it was published on its ``changes.*`` topic."""
+        ...
+
+
 class App:
     """The stages of one worker (see the module docstring). ``start()``/``stop()`` or
     ``async with``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, meter: StageMeter | None = None) -> None:
         self.settings = settings
+        self.meter = meter
+        """Where the stages report what they do (None: nowhere)."""
         self._parts: list[tuple[str, Callable[[], Runnable]]] = []
+        self._running: dict[str, object] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._started: list[asyncio.Event] = []
         self.crash_reason: BaseException | None = None
@@ -85,6 +97,10 @@ class App:
     def crashed(self) -> bool:
         """Whether a stage failed."""
         return self.crash_reason is not None
+
+    def running(self) -> dict[str, object]:
+        """What each stage runs now (a processor, a writer), by name."""
+        return dict(self._running)
 
     def run(self, name: str, make: Callable[[], Runnable]) -> None:
         """Run what ``make`` builds while the app runs."""
@@ -104,6 +120,7 @@ class App:
     async def _keep(self, name: str, make: Callable[[], Runnable], started: asyncio.Event) -> None:
         try:
             async with make() as running:
+                self._running[name] = running
                 started.set()
                 await running.wait()
         except asyncio.CancelledError:
@@ -114,6 +131,7 @@ class App:
             log.exception("%s failed", name)
             self.crash(exc)
         finally:
+            self._running.pop(name, None)
             started.set()
 
     def crash(self, exc: BaseException) -> None:
@@ -143,9 +161,11 @@ class App:
         await self.stop()
 
 
-def build_app(settings: Settings, stages: Iterable[Stage] = ()) -> App:
-    """An app for ``settings`` with ``stages`` registered on it."""
-    app = App(settings)
+def build_app(
+    settings: Settings, stages: Iterable[Stage] = (), *, meter: StageMeter | None = None
+) -> App:
+    """An app for ``settings`` with ``stages`` registered on it, reporting to ``meter``."""
+    app = App(settings, meter)
     for stage in stages:
         stage(app, settings)
     return app

@@ -6,7 +6,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TextIO
+from datetime import UTC, datetime
+from typing import Literal, TextIO
+
+import orjson
 
 #: Loggers that log every request at INFO (httpx: one line per Graph/Dataverse call, the
 #: aiohttp access log: one per webhook POST, aiokafka: one per config reload's assign);
@@ -22,12 +25,35 @@ CHATTY_LOGGERS = (
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def configure_logging(level: str, *, stream: TextIO | None = None) -> None:
-    """Set up the root logger at ``level`` (DEBUG, INFO, WARNING or ERROR). Unless it is
-    DEBUG, the per-request loggers of :data:`CHATTY_LOGGERS` are raised to WARNING."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts`` (UTC, ms), ``level``, ``logger``, ``msg`` and, with
+    an exception, ``exc`` (its traceback as text)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def configure_logging(
+    level: str, *, stream: TextIO | None = None, fmt: Literal["text", "json"] = "text"
+) -> None:
+    """Set up the root logger at ``level`` (DEBUG, INFO, WARNING or ERROR), as text lines or,
+    with ``fmt="json"``, JSON lines (:class:`JsonFormatter`). Unless it is DEBUG, the
+    per-request loggers of :data:`CHATTY_LOGGERS` are raised to WARNING."""
     level = level.upper()
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=stream)
-    logging.getLogger().setLevel(level)
+    root = logging.getLogger()
+    root.setLevel(level)
+    if fmt == "json":
+        for handler in root.handlers:
+            handler.setFormatter(JsonFormatter())
     quiet = logging.NOTSET if level == "DEBUG" else logging.WARNING
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(quiet)

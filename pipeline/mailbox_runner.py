@@ -149,6 +149,8 @@ class MailboxRunner:
         """The wait after the last pass."""
         self.failed_tries = 0
         self.last_error: str | None = None
+        self.last_pass_at: float | None = None
+        """When the last pass succeeded (seconds since the epoch), None before one."""
         self._retries = 0
         self._since = 0.0
         self._logged = 0.0
@@ -198,6 +200,7 @@ class MailboxRunner:
                 self.full_passes += 1
                 self._last_full = self._clock()
             refreshed, full = False, False
+            self.last_pass_at = time.time()
             await self._succeeded()
             self.wait_s = self._next_wait(published)
             await idle(self.wait_s, self._woken)

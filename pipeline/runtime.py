@@ -51,7 +51,13 @@ from connectors.graph.reader import (
     mailbox_streams,
     message_folders,
 )
-from connectors.graph.receiver import ReceiverConfig, ReceiverServer, create_receiver_app
+from connectors.graph.receiver import (
+    STATS_KEY,
+    ReceiverConfig,
+    ReceiverServer,
+    create_receiver_app,
+    receiver_collector,
+)
 from connectors.graph.subscriptions import (
     SubscriptionManager,
     SubscriptionRegistry,
@@ -79,11 +85,16 @@ from pipeline.stages.publish import Publisher
 from pipeline.stages.writers import writers_stage
 from pipeline.topics import (
     CHANGES_OUTLOOK,
+    CONFLICTS,
     CRM_RAW,
     CURSORS,
+    DLQ,
     GRAPH_NOTIFICATIONS,
     topic_name,
 )
+from pipeline.web.feed import RecentFeed
+from pipeline.web.metrics import WorkerMetrics
+from pipeline.web.server import StatusWeb, WebServer, create_web_app
 from schemas.models import Mailbox
 from schemas.token import TrackingTokenFormat
 from schemas.types import CRM_TABLES, CrmTable, Kind
@@ -242,11 +253,26 @@ class Pipeline:
         self._owned_logged: tuple[set[str], int] | None = None
         #: when this process first saw each mailbox (those of the first snapshot: long ago)
         self._seen_at: dict[str, float] = dict.fromkeys(config.mailboxes, -math.inf)
+        self.metrics = WorkerMetrics()
+        """This worker's Prometheus metrics (served on ``settings.web``)."""
+        self._web: WebServer | None = None
+        self._feed: RecentFeed | None = None
+        self._ready = False
 
     @property
     def config(self) -> ConfigSnapshot:
         """The configuration snapshot in force."""
         return self._config
+
+    @property
+    def ready(self) -> bool:
+        """Whether everything has started (and not stopped since)."""
+        return self._ready
+
+    @property
+    def web_url(self) -> str | None:
+        """Where the metrics, health endpoints and status page are served (None: off)."""
+        return self._web.url if self._web is not None else None
 
     @property
     def receiver_url(self) -> str | None:
@@ -312,6 +338,11 @@ class Pipeline:
 
     async def _start(self) -> None:
         settings, kafka = self.settings, self._kafka
+        if settings.web.enabled:  # first: /healthz answers while the rest starts
+            routes = StatusWeb(self, self.metrics, lambda: self._feed, settings.app_id)
+            self._web = WebServer(create_web_app(routes), settings.web.host, settings.web.port)
+            await self._web.start()
+            log.info("status page, /metrics, /healthz and /readyz on %s", self._web.url)
         self._publisher = KafkaPublisher(kafka, client_id=f"{settings.app_id}-readers")
         await self._publisher.start()
         self._cursors = KafkaCursorStore(self._publisher, kafka, topic_name(CURSORS, kafka))
@@ -321,6 +352,7 @@ class Pipeline:
             settings.dataverse,
             self._config.organisations,
             policy=self.options.retry,
+            meter=self.metrics,
         )
         await self._connections.start()
         stages = [
@@ -328,8 +360,13 @@ class Pipeline:
             engine_stage(ConfigRules(lambda: self._config), directories=self._directory),
             writers_stage(self._connections, ownership=self._ownership),
         ]
-        self._app = build_app(settings, stages)
+        self._app = build_app(settings, stages, meter=self.metrics)
         await self._app.start()
+        if settings.web.enabled:
+            self._feed = RecentFeed(
+                kafka.bootstrap, topic_name(CONFLICTS, kafka), topic_name(DLQ, kafka)
+            )
+            await self._feed.start()
         self._alert_producer = KafkaClients(kafka).producer(acks="all")
         await self._alert_producer.start()
         self._alerts = Publisher.over(self._alert_producer, settings)
@@ -350,6 +387,7 @@ class Pipeline:
         if settings.graph.notification_url is not None:
             await self._start_webhooks(settings.graph.notification_url.rstrip("/"))
         await self.refresh(self._config)
+        self._ready = True
 
     async def _start_webhooks(self, public_url: str) -> None:
         assert self._publisher is not None and self._cursors is not None
@@ -374,6 +412,7 @@ class Pipeline:
             app = create_receiver_app(config, registry, self._publisher)
             self._receiver = ReceiverServer(app, settings.receiver.host, settings.receiver.port)
             await self._receiver.start()
+            self.metrics.registry.register(receiver_collector(app[STATS_KEY]))
         self._subscriptions = SubscriptionManager(
             self._connections.transport,
             self._cursors,
@@ -431,7 +470,11 @@ class Pipeline:
         await self._refresh_mailboxes()
 
     async def stop(self) -> None:
-        """Stop the readers, then the stages, then the connections."""
+        """Stop the readers, then the stages, then the connections, then the web server."""
+        self._ready = False
+        if self._feed is not None:
+            feed, self._feed = self._feed, None
+            await feed.stop()
         await _cancel(list(self._mailbox_tasks.values()))
         self._mailbox_tasks = {}
         if self._crm_readers is not None:
@@ -467,6 +510,9 @@ class Pipeline:
             publisher, self._publisher = self._publisher, None
             await publisher.stop()
         self._streams = {}
+        if self._web is not None:
+            web, self._web = self._web, None
+            await web.stop()
 
     async def __aenter__(self) -> Self:
         await self.start()

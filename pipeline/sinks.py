@@ -22,7 +22,7 @@ from connectors.dataverse.client import DataverseClient
 from connectors.dataverse.writer import DataverseWriter
 from connectors.graph.transport import GraphTransport
 from connectors.graph.writer import GraphWriter
-from connectors.http import RetryPolicy
+from connectors.http import RequestMeter, RetryPolicy
 from pipeline.credentials import dataverse_tokens, graph_tokens
 from pipeline.crm_directory import CrmDirectory
 from pipeline.parties import DirectoryParties, ResolvingSink
@@ -77,9 +77,11 @@ class Connections:
         organisations: Mapping[str, Organisation],
         *,
         policy: RetryPolicy | None = None,
+        meter: RequestMeter | None = None,
         credential_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._credential_options = dict(credential_options or {})
+        self._meter = meter
         self._graph_settings = graph
         self._dv_settings = dataverse
         self._policy = policy
@@ -104,6 +106,7 @@ class Connections:
                 self._graph_settings.base_url,
                 self._graph_tokens.token,
                 policy=self._policy,
+                meter=self._meter,
             )
             self._graph_writer = GraphWriter(self._transport)
         for org_id in list(self._orgs):
@@ -160,6 +163,7 @@ class Connections:
             dataverse_token(self._dv_settings, root, transport_options=self._credential_options),
             policy=self._policy,
         )
+        client.meter = self._meter
         await client.start()
         self._clients[org_id] = client
         directory = CrmDirectory(client)

@@ -21,7 +21,7 @@ from connectors.errors import (
     ThrottledError,
     TransientError,
 )
-from connectors.http import KeyedLimiter, RetryPolicy, safe_to_repeat, with_retries
+from connectors.http import KeyedLimiter, RequestMeter, RetryPolicy, safe_to_repeat, with_retries
 
 #: Dataverse service protection, per user: 52 concurrent, 6,000 requests per 5 minutes.
 DATAVERSE_CONCURRENCY: Final = 52
@@ -83,6 +83,7 @@ class DataverseClient:
         limiter: KeyedLimiter | None = None,
         caller_header: CallerHeader = "MSCRMCallerID",
         timeout_s: float = 120.0,
+        meter: RequestMeter | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -95,6 +96,8 @@ class DataverseClient:
         self.caller_header: CallerHeader = caller_header
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self.meter = meter
+        """Told of every request sent (each attempt)."""
 
     async def start(self) -> None:
         """Open the HTTP session."""
@@ -194,7 +197,11 @@ class DataverseClient:
                     got = {k.lower(): v for k, v in resp.headers.items()}
                     content_type = resp.content_type
             except (TimeoutError, aiohttp.ClientError) as exc:
+                if self.meter is not None:
+                    self.meter.request_done("dataverse", None)
                 raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        if self.meter is not None:
+            self.meter.request_done("dataverse", status)
         if status >= 400:
             err: ConnectorError = error_for(status, got, raw, what, safe=safe)
             if isinstance(err, ThrottledError):

@@ -10,7 +10,9 @@
   mailbox and acknowledged by the broker, then 202 — or 503 if the broker did not acknowledge in
   time, so Graph delivers again. Nothing is published unless the whole request is valid.
 - ``POST /lifecycle``: the same for lifecycle notifications.
-- ``GET /metrics``: counters of accepted notifications and of rejections by reason.
+- ``GET /metrics``: Prometheus text: accepted notifications, validations and rejected requests
+  by reason (``dynasync_webhook_*``); ``GET /healthz`` (200 while it serves) and ``GET /readyz``
+  (200 while its ``ready`` check holds, else 503).
 
 Rejections are counted by reason and logged at a bounded rate (``RejectionLog``), never with a
 secret or the raw input.
@@ -24,13 +26,16 @@ import math
 import re
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from connectors.graph.notifications import (
     ChangeNotification,
@@ -49,6 +54,11 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 METRICS_PATH = "/metrics"
+HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+#: Paths the receiver serves besides its notification routes.
+RESERVED_PATHS = frozenset({METRICS_PATH, HEALTH_PATH, READY_PATH})
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 _ROUTE = re.compile(r"^(/[A-Za-z0-9_-]{1,64}){1,8}$")
 NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 
@@ -87,7 +97,7 @@ class ReceiverConfig:
         if not 0 < self.publish_timeout_s < 3:
             raise ValueError("publish_timeout_s must be > 0 and < 3 (Graph waits 3 s)")
         for path in (self.notifications_path, self.lifecycle_path):
-            if not _ROUTE.fullmatch(path) or path == METRICS_PATH:
+            if not _ROUTE.fullmatch(path) or path in RESERVED_PATHS:
                 raise ValueError(
                     f"bad receiver path {path!r} (/segment[/segment...] of [A-Za-z0-9_-])"
                 )
@@ -105,7 +115,7 @@ class ReceiverConfig:
     @property
     def routes(self) -> frozenset[str]:
         """The only request paths the receiver answers."""
-        return frozenset({self.notifications_path, self.lifecycle_path, METRICS_PATH})
+        return frozenset({self.notifications_path, self.lifecycle_path, *RESERVED_PATHS})
 
 
 class ReceiverStats:
@@ -126,6 +136,34 @@ class ReceiverStats:
 
 
 STATS_KEY = web.AppKey("stats", ReceiverStats)
+REGISTRY_KEY = web.AppKey("metrics_registry", CollectorRegistry)
+
+
+class _StatsCollector(Collector):
+    def __init__(self, stats: ReceiverStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats
+        accepted = CounterMetricFamily(
+            "dynasync_webhook_notifications", "Notifications accepted and published"
+        )
+        accepted.add_metric([], stats.accepted)
+        validations = CounterMetricFamily(
+            "dynasync_webhook_validations", "Subscription validation requests answered"
+        )
+        validations.add_metric([], stats.validations)
+        rejected = CounterMetricFamily(
+            "dynasync_webhook_rejected", "Webhook requests rejected, by reason", labels=["reason"]
+        )
+        for reason, n in sorted(stats.rejected.items()):
+            rejected.add_metric([reason], n)
+        yield from (accepted, validations, rejected)
+
+
+def receiver_collector(stats: ReceiverStats) -> Collector:
+    """A Prometheus collector of ``stats`` (register it in any registry)."""
+    return _StatsCollector(stats)
 
 
 class SourceLimiter:
@@ -283,6 +321,7 @@ class _Receiver:
         )
         self.rejections = RejectionLog(log, interval_s=config.log_interval_s, clock=clock)
         self._routes = config.routes
+        self.ready: Callable[[], bool] = lambda: True
 
     def _reject(
         self,
@@ -419,7 +458,16 @@ class _Receiver:
         )
 
     async def metrics(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats.as_dict())
+        body = generate_latest(request.app[REGISTRY_KEY])
+        return web.Response(body=body, headers={"Content-Type": PROMETHEUS_TEXT, **NOSNIFF})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"}, headers=NOSNIFF)
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if self.ready():
+            return web.json_response({"status": "ready"}, headers=NOSNIFF)
+        return web.json_response({"status": "not ready"}, status=503, headers=NOSNIFF)
 
 
 def create_receiver_app(
@@ -428,20 +476,29 @@ def create_receiver_app(
     publisher: Publisher,
     *,
     clock: Clock = time.monotonic,
+    ready: Callable[[], bool] | None = None,
 ) -> web.Application:
-    """Build the webhook app; its counters are ``app[STATS_KEY]``; ``clock`` drives the rate
-    limit and the rejection log. Serve it with ``ReceiverServer`` (or pass
-    ``server_kwargs(app)`` to another runner) so malformed HTTP is logged bounded too."""
+    """Build the webhook app; its counters are ``app[STATS_KEY]`` (Prometheus: a registry of
+    its own, ``app[REGISTRY_KEY]``); ``clock`` drives the rate limit and the rejection log;
+    ``ready`` is what ``/readyz`` asks (default: ready while serving). Serve it with
+    ``ReceiverServer`` (or pass ``server_kwargs(app)`` to another runner) so malformed HTTP is
+    logged bounded too."""
     stats = ReceiverStats()
     receiver = _Receiver(config, registry, publisher, stats, clock)
+    receiver.ready = ready or (lambda: True)
+    metrics = CollectorRegistry()
+    metrics.register(receiver_collector(stats))
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[receiver.guard])
     app[STATS_KEY] = stats
+    app[REGISTRY_KEY] = metrics
     app[HTTP_ERROR_LOG_KEY] = HttpErrorLog(receiver.rejections, stats)
     app.router.add_post(config.notifications_path, receiver.notifications)
     app.router.add_get(config.notifications_path, receiver.notifications)
     app.router.add_post(config.lifecycle_path, receiver.lifecycle)
     app.router.add_get(config.lifecycle_path, receiver.lifecycle)
     app.router.add_get(METRICS_PATH, receiver.metrics)
+    app.router.add_get(HEALTH_PATH, receiver.healthz)
+    app.router.add_get(READY_PATH, receiver.readyz)
 
     async def flush(_app: web.Application) -> None:
         receiver.rejections.flush()

@@ -27,6 +27,7 @@ from connectors.graph.credentials import GRAPH_SCOPE
 from connectors.http import (
     RETRIABLE_STATUS,
     KeyedLimiter,
+    RequestMeter,
     RetryPolicy,
     parse_retry_after,
     safe_to_repeat,
@@ -108,6 +109,7 @@ class GraphTransport:
         policy: RetryPolicy | None = None,
         timeout_s: float = 30.0,
         user_agent: str | None = None,
+        meter: RequestMeter | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")) or "?" in base_url:
             raise ValueError(f"Graph base URL must be http(s) without a query: {base_url[:80]!r}")
@@ -119,6 +121,7 @@ class GraphTransport:
         self._limiter = limiter or graph_limiter()
         self._policy = policy or RetryPolicy()
         self._timeout = timeout_s
+        self._meter = meter
         #: names this process in the service's logs (Microsoft asks callers to identify)
         self.user_agent = user_agent or f"Dynasync/1 (pid {os.getpid()})"
 
@@ -177,9 +180,12 @@ class GraphTransport:
                     method, url, content=content, headers=send, params=params, timeout=self._timeout
                 )
             except httpx.TimeoutException as exc:
+                self._count(None)
                 raise TransientError(f"{what}: timed out ({type(exc).__name__})") from None
             except httpx.TransportError as exc:
+                self._count(None)
                 raise TransientError(f"{what}: {type(exc).__name__}") from None
+        self._count(resp.status_code)
         if resp.status_code >= 400:
             err = error_for(resp.status_code, resp.headers, resp.content, what)
             if isinstance(err, ThrottledError):
@@ -188,6 +194,11 @@ class GraphTransport:
         if resp.status_code >= 300:
             raise InvalidResponseError(f"{what}: unexpected HTTP {resp.status_code}")
         return GraphResponse(resp.status_code, resp.headers, decode_body(resp.content, what))
+
+
+    def _count(self, status: int | None) -> None:
+        if self._meter is not None:
+            self._meter.request_done("graph", status)
 
 
 def token_provider(credential: object, scope: str = GRAPH_SCOPE) -> TokenProvider:

@@ -251,7 +251,8 @@ def engine_stage(
                 found = await with_crm_facts(change, link, found, directories)
             result = plan(change, link, found, clock())
             _log_drop(f"{change.change_id} ({change.kind})", result)
-            sends += await publisher.emit(result.actions)
+            stamp = event.timestamp if isinstance(event.timestamp, int) else None
+            sends += await publisher.emit(result.actions, source_ms=stamp)
             store_plan(mailbox_id, link, result)
 
         async def _control(event: Record, command: bytes) -> None:

@@ -131,6 +131,11 @@ class Lanes(Generic[T]):
         """Lanes with work."""
         return len(self._lanes)
 
+    def waiting(self, key: str) -> int:
+        """Jobs queued on ``key``'s lane, not counting the batch being applied."""
+        lane = self._lanes.get(key)
+        return len(lane.queue) if lane is not None else 0
+
     def put(self, key: str, job: T) -> None:
         """Queue ``job`` on ``key``'s lane (after every job queued there before it)."""
         self.check()

@@ -42,6 +42,9 @@ DLQ_TOPIC = "x-dynasync-topic"
 DLQ_PARTITION = "x-dynasync-partition"
 DLQ_OFFSET = "x-dynasync-offset"
 DLQ_REASON = "x-dynasync-reason"
+#: On a command: when the change that caused it was published (ms since the epoch), so the
+#: writer can measure the sync latency.
+SOURCE_MS_HEADER = "x-dynasync-source-ms"
 
 
 def dlq_headers(
@@ -111,13 +114,18 @@ class Publisher:
         kept = {k: v for k, v in fields.items() if k not in self.omit_from_events}
         return replace(event, data=replace(event.data, fields=kept))
 
-    async def emit(self, actions: Iterable[Action]) -> list[asyncio.Future[Any]]:
-        """Send every action of a plan, in order; the futures of their acknowledgements."""
+    async def emit(
+        self, actions: Iterable[Action], *, source_ms: int | None = None
+    ) -> list[asyncio.Future[Any]]:
+        """Send every action of a plan, in order; the futures of their acknowledgements.
+        Commands carry ``source_ms`` (when their change was published), if given."""
         sent: list[asyncio.Future[Any]] = []
+        stamp = [(SOURCE_MS_HEADER, str(source_ms).encode())] if source_ms else None
         for action in actions:
             if isinstance(action, WriteCommand):
                 dst = self.commands_crm if action.target == "crm" else self.commands_outlook
-                sent.append(await self.send(dst, action.mailbox_id.encode(), dumps(action)))
+                key = action.mailbox_id.encode()
+                sent.append(await self.send(dst, key, dumps(action), stamp))
             elif isinstance(action, ChangeEvent):
                 headers, value = event_to_kafka(self._public(action))
                 key = action.data.mailbox_id.encode()

@@ -22,6 +22,7 @@ partition's next owner, so no mailbox is written by two workers at once.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -30,10 +31,11 @@ from aiokafka import TopicPartition
 
 from connectors.base import CommandSink, MailboxMemory
 from connectors.kafka_clients import KafkaClients
-from pipeline.app import App, Stage, WindowSize
+from pipeline.app import App, Stage, StageMeter, WindowSize
 from pipeline.ownership import MailboxOwnership
 from pipeline.settings import Settings
 from pipeline.stages.lanes import Held, Lanes, Progress
+from pipeline.stages.publish import SOURCE_MS_HEADER
 from pipeline.stages.retry import GaveUpError, WritePolicy, apply_batch
 from pipeline.stages.stream import LINGER_MS, GroupConsumer, Record
 from pipeline.topics import COMMANDS_CRM, COMMANDS_OUTLOOK, OUTCOMES, topic_name
@@ -55,6 +57,8 @@ BATCH: dict[Side, int] = {"outlook": 20, "crm": 100}
 class _Job:
     held: Held
     command: WriteCommand
+    source_ms: int | None = None
+    """When the change behind the command was published (its record's timestamp), if known."""
 
 
 def _item(job: _Job) -> Hashable:
@@ -89,6 +93,7 @@ def writers_stage(
                     policy=retries,
                     max_held=size.events,
                     ownership=ownership if side == "outlook" else None,
+                    meter=app.meter,
                 ),
             )
 
@@ -109,6 +114,7 @@ class CommandWriter(GroupConsumer):
         max_held: int = 1_000,
         commit_interval_s: float = 0.5,
         ownership: MailboxOwnership | None = None,
+        meter: StageMeter | None = None,
     ) -> None:
         if max_held < 2:
             raise ValueError("max_held must be >= 2")
@@ -132,6 +138,11 @@ class CommandWriter(GroupConsumer):
         self._written: set[tuple[Side, str, str]] = set()
         self._ownership = ownership
         self._topic = self._topics[0]
+        self._meter = meter
+
+    def backlog(self, mailbox_id: str) -> int:
+        """Commands of ``mailbox_id`` waiting in its lane here."""
+        return self._lanes.waiting(mailbox_id)
 
     async def _take(self, tp: TopicPartition, record: Record) -> None:
         self._lanes.check()
@@ -139,11 +150,12 @@ class CommandWriter(GroupConsumer):
         try:
             command = loads(WriteCommand, record.value or b"", check=False)
         except Exception as exc:
+            self.records_out += 1
             Progress.complete(
                 held, [await self._park_record(tp, record, f"{type(exc).__name__}: {exc}")]
             )
             return
-        self._lanes.put(command.mailbox_id, _Job(held, command))
+        self._lanes.put(command.mailbox_id, _Job(held, command, _source_ms(record)))
 
     async def _after_batch(self) -> None:
         self._backpressure()
@@ -173,6 +185,7 @@ class CommandWriter(GroupConsumer):
             results: list[object] = [exc] * len(jobs)
         else:
             results = list(await apply_batch(sink, commands, self._policy))
+        now_ms = time.time() * 1000
         for job, result in zip(jobs, results, strict=True):
             cmd, held = job.command, job.held
             key = cmd.mailbox_id.encode()
@@ -180,6 +193,9 @@ class CommandWriter(GroupConsumer):
                 sent = await self._park(held.tp, held.offset, key, dumps(cmd), _error(result))
             else:
                 sent = await self.producer.send(self._outcomes, dumps(result), key=key)
+                if self._meter is not None and job.source_ms is not None:
+                    self._meter.write_done(self.side, max(0.0, now_ms - job.source_ms) / 1000)
+            self.records_out += 1
             Progress.complete(held, [sent])
 
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
@@ -204,6 +220,18 @@ class CommandWriter(GroupConsumer):
                 continue
             if isinstance(sink, MailboxMemory):
                 sink.forget(mailbox_id)
+
+
+def _source_ms(record: Record) -> int | None:
+    """The source timestamp the engine put on a command record (garbage: None)."""
+    for name, value in record.headers or ():
+        if name == SOURCE_MS_HEADER and value is not None:
+            try:
+                stamp = int(bytes(value).decode("ascii"))
+            except ValueError:
+                return None
+            return stamp if 0 < stamp < 2**53 else None
+    return None
 
 
 def _error(exc: object) -> str:

@@ -36,6 +36,7 @@ from connectors.http import RetryPolicy
 from connectors.store import KafkaCursorStore, KafkaPublisher
 from schemas.codec import loads
 from schemas.models import ItemChange
+from tests.metrics_text import samples
 
 pytestmark = pytest.mark.kafka
 
@@ -150,7 +151,7 @@ async def test_receiver_publishes_valid_notifications_once_and_rejects_the_rest(
             for body, status in bad:
                 resp = await http.post("/notifications", content=body, headers=hdr)
                 assert resp.status_code == status
-            metrics = (await http.get("/metrics")).json()
+            metrics = samples((await http.get("/metrics")).text)
     finally:
         await server.stop()
         await store.stop()
@@ -160,12 +161,11 @@ async def test_receiver_publishes_valid_notifications_once_and_rejects_the_rest(
     assert key == "mbx-1"
     assert NotificationRecord.from_json(value).item_id == "AAMk1"
     assert state.encode() not in value
-    assert metrics["accepted"] == 1
-    assert metrics["rejected"] == {
-        "malformed": 1,
-        "client_state": 1,
-        "unknown_subscription": 1,
-        "too_large": 1,
+    assert metrics["dynasync_webhook_notifications_total"] == 1
+    rejected = {k: v for k, v in metrics.items() if k.startswith("dynasync_webhook_rejected_total")}
+    assert rejected == {
+        f'dynasync_webhook_rejected_total{{reason="{reason}"}}': 1
+        for reason in ("malformed", "client_state", "unknown_subscription", "too_large")
     }
 
 
