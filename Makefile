@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 export KAFKA_PORT
 
 .PHONY: help venv lock lint fmt test test-unit chaos-busy kafka-up kafka-down kafka-cluster-up kafka-cluster-down \
-        demo topics clean up down status bench
+        demo topics clean up down status bench bench-restore
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -116,6 +116,13 @@ bench: $(STAMP) ## engine vs raw aiokafka, then end to end through both emulator
 	  --plot bench/results/e2e.svg \
 	  --kafka-version "$$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/kafka/pom.xml)" \
 	  $(BENCH_ARGS)
+
+RESTORE_ARGS ?=
+bench-restore: $(STAMP) ## how long a restarted worker takes to restore 100,000 links (bench/results/restore.json)
+	@started=""; \
+	trap 'if [ -n "$$started" ]; then $(KAFKA) down; fi' EXIT; \
+	if ! $(KAFKA) bootstrap single >/dev/null 2>&1; then started="single"; $(KAFKA) up; fi; \
+	$(PY) -m bench.restore --bootstrap $(BOOTSTRAP) --out bench/results/restore.json $(RESTORE_ARGS)
 
 SOAK_MINUTES ?= 30
 SOAK_ARGS ?=

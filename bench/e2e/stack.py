@@ -17,11 +17,11 @@ from typing import Any, Self
 
 import httpx
 import orjson
-from aiokafka.admin import AIOKafkaAdminClient
+from pipeline.cli.pipeline_cmd import READY_LINE
 
 from bench.e2e.procs import ChildProcess, free_port, log_has, port_answers
 from bench.e2e.proxy import CountingProxy, dataverse_label, graph_label
-from pipeline.cli.pipeline_cmd import READY_LINE
+from connectors.kafka_clients import KafkaClients
 from pipeline.cli.receiver import READY_LINE as RECEIVER_READY_LINE
 from pipeline.cli.topics import ensure_topics
 from pipeline.config_store import ConfigStore
@@ -237,7 +237,7 @@ class E2EStack:
     async def _wait_for_leaders(self, topics: list[str], within_s: float) -> None:
         """Until every partition of ``topics`` has a leader (a fresh topic has none for a
         moment, and reading it then logs errors)."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka.bootstrap)
+        admin = KafkaClients(self.kafka).admin()
         await admin.start()
         try:
             deadline = time.monotonic() + within_s
@@ -257,7 +257,7 @@ class E2EStack:
             await admin.close()
 
     async def _delete_topics(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka.bootstrap)
+        admin = KafkaClients(self.kafka).admin()
         try:
             await admin.start()
             names = [
