@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.cli.pipeline_cmd import READY_LINE
+from pipeline.cli.run import READY_LINE
 
 
 @dataclass(frozen=True)

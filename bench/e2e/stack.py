@@ -17,12 +17,12 @@ from typing import Any, Self
 
 import httpx
 import orjson
-from pipeline.cli.pipeline_cmd import READY_LINE
 
 from bench.e2e.procs import ChildProcess, free_port, log_has, port_answers
 from bench.e2e.proxy import CountingProxy, dataverse_label, graph_label
 from connectors.kafka_clients import KafkaClients
 from pipeline.cli.receiver import READY_LINE as RECEIVER_READY_LINE
+from pipeline.cli.run import READY_LINE
 from pipeline.cli.topics import ensure_topics
 from pipeline.config_store import ConfigStore
 from pipeline.settings import KafkaSettings

@@ -16,32 +16,40 @@ is not fanned out to a mailbox the pipeline does not know yet.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import math
+import os
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
-import httpx
-from aiokafka.errors import KafkaError
+import click
 
-from pipeline.cli.demo_watch import wait_for_readers
-from pipeline.cli.demo_world import (
-    MAX_USERS,
-    DemoError,
-    DemoSides,
-    DemoUser,
-    demo_users,
-    register,
+from pipeline.cli.common import (
+    CommandError,
+    UsageError,
+    bootstrap_option,
+    json_option,
+    load_settings,
+    read_secret_file,
+    refuse_argv_secret,
+    write_json,
 )
-from pipeline.config_store import ConfigError, ConfigStore
-from pipeline.settings import KafkaSettings
+from pipeline.cli.params import Checked
+
+if TYPE_CHECKING:
+    from pipeline.cli.demo_world import DemoSides, DemoUser
+    from pipeline.settings import KafkaSettings
+
+#: How many demo users there are (``demo_world.MAX_USERS``; a unit test holds them equal).
+MAX_USERS = 3
+#: The environment variable with the emulators' bearer token (default ``demo``).
+TOKEN_ENV = "DYNASYNC_DEMO_TOKEN"
 
 STEPS = (
     "CRM contact -> Outlook contacts",
@@ -71,13 +79,11 @@ def emulator_url(text: str) -> str:
         parts = urlsplit(text)
         port = parts.port
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an http(s) URL, got {text!r}") from None
+        raise ValueError(f"expected an http(s) URL, got {text!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise argparse.ArgumentTypeError(
-            f"expected an http(s) URL like http://127.0.0.1:8081, got {text!r}"
-        )
+        raise ValueError(f"expected an http(s) URL like http://127.0.0.1:8081, got {text!r}")
     if any(c.isspace() for c in text) or len(text) > 2048 or parts.query or parts.fragment:
-        raise argparse.ArgumentTypeError(f"expected a plain http(s) URL, got {text!r}")
+        raise ValueError(f"expected a plain http(s) URL, got {text!r}")
     path = parts.path.rstrip("/")
     for suffix in ("/v1.0", "/api/data/v9.2"):
         path = path.removesuffix(suffix)
@@ -92,9 +98,9 @@ def timeout_seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+        raise ValueError(f"expected seconds, got {text!r}") from None
     if not math.isfinite(value) or not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"expected seconds within (0, 3600], got {text!r}")
+        raise ValueError(f"expected seconds within (0, 3600], got {text!r}")
     return value
 
 
@@ -103,16 +109,16 @@ def user_count(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise ValueError(f"expected a whole number, got {text!r}") from None
     if not 1 <= value <= MAX_USERS:
-        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_USERS} users, got {value}")
+        raise ValueError(f"expected 1 to {MAX_USERS} users, got {value}")
     return value
 
 
 def token_text(text: str) -> str:
     """A bearer token: 1-4096 visible characters."""
     if not 1 <= len(text) <= 4096 or not text.isprintable() or " " in text:
-        raise argparse.ArgumentTypeError("a token needs 1-4096 visible characters, no spaces")
+        raise ValueError("a token needs 1-4096 visible characters, no spaces")
     return text
 
 
@@ -250,6 +256,13 @@ class DemoOptions:
 
 async def run_demo(options: DemoOptions, out: TextIO) -> list[StepResult]:
     """Seed, register and narrate; every step's result (DemoError if set-up fails)."""
+    import httpx
+    from aiokafka.errors import KafkaError
+
+    from pipeline.cli.demo_watch import wait_for_readers
+    from pipeline.cli.demo_world import DemoError, DemoSides, demo_users, register
+    from pipeline.config_store import ConfigError, ConfigStore
+
     narrator = Narrator(out)
     users = demo_users(options.users)
     async with httpx.AsyncClient(timeout=15) as http:
@@ -306,65 +319,93 @@ def summary(results: list[StepResult]) -> list[str]:
     return lines
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline.cli.main import load_settings
+@click.command(name="demo")
+@bootstrap_option
+@click.option(
+    "--graph-url",
+    type=Checked("url", emulator_url),
+    default="http://127.0.0.1:8081",
+    show_default=True,
+    help="Graph emulator base URL",
+)
+@click.option(
+    "--dataverse-url",
+    type=Checked("url", emulator_url),
+    default="http://127.0.0.1:8082",
+    show_default=True,
+    help="Dataverse emulator base URL, also the demo organisation's URL",
+)
+@click.option(
+    "--users", type=Checked("n", user_count), default=2, help=f"demo mailboxes, 1-{MAX_USERS} (2)"
+)
+@click.option(
+    "--timeout",
+    type=Checked("seconds", timeout_seconds),
+    default=120.0,
+    help="seconds to wait per step (120: a CRM table idle for a while is read once a minute)",
+)
+@click.option(
+    "--token-file",
+    metavar="PATH",
+    help=f"file (mode 0600) with the emulators' bearer token; or set {TOKEN_ENV} (default demo)",
+)
+@click.option("--token", hidden=True)  # refused: a token in argv shows in ps
+@json_option
+def demo(
+    bootstrap: str | None,
+    graph_url: str,
+    dataverse_url: str,
+    users: int,
+    timeout: float,
+    token_file: str | None,
+    token: str | None,
+    as_json: bool,
+) -> int:
+    """Show mailboxes syncing against the running emulators and pipeline (exit 1 if a step
+    is not seen; --json: the narration on stderr, the results as JSON)."""
+    from pipeline.cli.demo_world import DemoError
 
-    settings = load_settings({"kafka": {"bootstrap": args.bootstrap}})
+    refuse_argv_secret("--token", token, TOKEN_ENV)
+    bearer = (
+        read_secret_file(token_file, "token")
+        if token_file
+        else _token_from_env(os.environ.get(TOKEN_ENV, "demo"))
+    )
+    settings = load_settings({"kafka": {"bootstrap": bootstrap}})
     options = DemoOptions(
         kafka=settings.kafka,
-        graph_url=args.graph_url,
-        dataverse_url=args.dataverse_url,
-        users=args.users,
-        timeout_s=args.timeout,
-        token=args.token,
+        graph_url=graph_url,
+        dataverse_url=dataverse_url,
+        users=users,
+        timeout_s=timeout,
+        token=bearer,
     )
+    narration = sys.stderr if as_json else sys.stdout
     try:
-        results = asyncio.run(run_demo(options, sys.stdout))
+        results = asyncio.run(run_demo(options, narration))
     except DemoError as exc:
-        print(f"dynasync demo: {exc}", file=sys.stderr)
-        return 1
-    print()
-    for line in summary(results):
-        print(line)
+        raise CommandError(f"demo: {exc}") from None
     missed = [r for r in results if r.seconds is None]
     expected = options.users * len(STEPS)
-    if missed or len(results) != expected:
-        print(f"\n{len(missed)} of {expected} step(s) not seen:", file=sys.stderr)
+    ok = not missed and len(results) == expected
+    if as_json:
+        write_json({"ok": ok, "expected": expected, "steps": [asdict(r) for r in results]})
+    else:
+        click.echo()
+        for line in summary(results):
+            click.echo(line)
+    if not ok:
+        click.echo(f"\n{len(missed)} of {expected} step(s) not seen:", err=True)
         for r in missed:
-            print(f"  {r.upn}: {r.step}: {r.detail}", file=sys.stderr)
+            click.echo(f"  {r.upn}: {r.step}: {r.detail}", err=True)
         return 1
-    print(f"\nall {expected} steps seen: the mailboxes are syncing.")
+    if not as_json:
+        click.echo(f"\nall {expected} steps seen: the mailboxes are syncing.")
     return 0
 
 
-def add_demo_commands(sub: Any) -> None:
-    """Register ``demo`` on the ``dynasync`` subparsers."""
-    demo = sub.add_parser(
-        "demo", help="show mailboxes syncing against the running emulators and pipeline"
-    )
-    demo.add_argument("--bootstrap", help="Kafka bootstrap servers host:port[,host:port]")
-    demo.add_argument(
-        "--graph-url",
-        type=emulator_url,
-        default="http://127.0.0.1:8081",
-        help="Graph emulator base URL (default http://127.0.0.1:8081)",
-    )
-    demo.add_argument(
-        "--dataverse-url",
-        type=emulator_url,
-        default="http://127.0.0.1:8082",
-        help="Dataverse emulator base URL, also the demo organisation's URL",
-    )
-    demo.add_argument(
-        "--users", type=user_count, default=2, help=f"demo mailboxes, 1-{MAX_USERS} (2)"
-    )
-    demo.add_argument(
-        "--timeout",
-        type=timeout_seconds,
-        default=120.0,
-        help="seconds to wait per step (120: a CRM table idle for a while is read once a minute)",
-    )
-    demo.add_argument(
-        "--token", type=token_text, default="demo", help="bearer token for the emulators"
-    )
-    demo.set_defaults(func=_cmd_demo)
+def _token_from_env(text: str) -> str:
+    try:
+        return token_text(text)
+    except ValueError as exc:
+        raise UsageError(f"{TOKEN_ENV}: {exc}") from None

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import time
 
-from aiokafka import AIOKafkaConsumer
-
+from pipeline.cli.clients import consumer as kafka_consumer
 from pipeline.settings import KafkaSettings
 from pipeline.topics import CURSORS, topic_name
 
@@ -24,9 +23,9 @@ async def wait_for_readers(
     prefixes = {m: f"delta:graph:{m}:".encode() for m in mailbox_ids}
     seen: dict[str, float] = {}
     start = time.monotonic()
-    consumer = AIOKafkaConsumer(
+    consumer = kafka_consumer(
+        kafka.bootstrap,
         topic,
-        bootstrap_servers=kafka.bootstrap,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

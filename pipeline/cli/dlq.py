@@ -3,33 +3,27 @@ back once the cause is fixed."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import re
-import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
-from aiokafka.errors import KafkaError
+import click
 
-from pipeline.dlq import REPLAYABLE_REASONS, DlqRecord, Selection, list_dlq, replay
+from pipeline.cli.common import (
+    emit,
+    json_option,
+    kafka_options,
+    kafka_settings,
+    load_settings,
+    run_kafka,
+)
+from pipeline.cli.params import IDENT, REASON
 
-_REASON = re.compile(r"^[a-z_]{1,32}$")
-_IDENT = re.compile(r"^[A-Za-z0-9._@\-]{1,512}$")
-
-
-def _reason(text: str) -> str:
-    if not _REASON.match(text):
-        raise argparse.ArgumentTypeError(
-            f"expected a reason like poison, refused, paused or alert, got {text!r}"
-        )
-    return text
+if TYPE_CHECKING:
+    from pipeline.dlq import DlqRecord, Selection
 
 
-def _mailbox(text: str) -> str:
-    if not _IDENT.match(text):
-        raise argparse.ArgumentTypeError(f"expected a mailbox id, got {text!r}")
-    return text
+@click.group(name="dlq")
+def dlq() -> None:
+    """Records the pipeline parked: poison, refused, paused, alert."""
 
 
 def _line(r: DlqRecord) -> str:
@@ -40,88 +34,79 @@ def _line(r: DlqRecord) -> str:
     )
 
 
-def _selection(args: argparse.Namespace) -> Selection:
-    return Selection(frozenset(args.reason or ()), frozenset(args.mailbox or ()))
+def _selection(reasons: tuple[str, ...], mailboxes: tuple[str, ...]) -> Selection:
+    from pipeline.dlq import Selection
+
+    return Selection(frozenset(reasons), frozenset(mailboxes))
 
 
-def _run(args: argparse.Namespace, body: Any) -> int:
-    from pipeline.cli.mailbox import _kafka
-
-    kafka = _kafka(args)
-    try:
-        return int(asyncio.run(body(kafka)))
-    except LookupError as exc:
-        print(f"dynasync: {exc}", file=sys.stderr)
-        return 1
-    except (KafkaError, TimeoutError, OSError) as exc:
-        reason = str(exc) or type(exc).__name__
-        print(f"dynasync: cannot use Kafka at {kafka.bootstrap}: {reason}", file=sys.stderr)
-        return 1
+def _filters(func: Any) -> Any:
+    func = click.option(
+        "--mailbox", "mailboxes", multiple=True, type=IDENT, help="only this mailbox (repeatable)"
+    )(func)
+    return click.option(
+        "--reason", "reasons", multiple=True, type=REASON, help="only this reason (repeatable)"
+    )(func)
 
 
-def _cmd_list(args: argparse.Namespace) -> int:
-    async def body(kafka: Any) -> int:
-        records = await list_dlq(kafka, _selection(args), timeout_s=args.timeout)
-        if args.json:
-            out = [r.summary() for r in records]
-            sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
-        else:
-            for r in records:
-                print(_line(r))
-            print(f"{len(records)} record(s)")
-        return 0
+@dlq.command("list")
+@_filters
+@kafka_options
+@json_option
+def list_(
+    reasons: tuple[str, ...],
+    mailboxes: tuple[str, ...],
+    bootstrap: str | None,
+    topic_prefix: str | None,
+    timeout: float,
+    as_json: bool,
+) -> int:
+    """List parked records (every reason unless --reason)."""
+    from pipeline.dlq import list_dlq
 
-    return _run(args, body)
+    kafka = kafka_settings(bootstrap, topic_prefix)
+    selection = _selection(reasons, mailboxes)
+    records = run_kafka(kafka.bootstrap, lambda: list_dlq(kafka, selection, timeout_s=timeout))
+    lines = [*(_line(r) for r in records), f"{len(records)} record(s)"]
+    emit(as_json, [r.summary() for r in records], lines)
+    return 0
 
 
-def _cmd_replay(args: argparse.Namespace) -> int:
-    from pipeline.cli.main import load_settings
+@dlq.command("replay")
+@_filters
+@click.option("--dry-run", is_flag=True, help="show, send nothing")
+@kafka_options
+@json_option
+def replay(
+    reasons: tuple[str, ...],
+    mailboxes: tuple[str, ...],
+    dry_run: bool,
+    bootstrap: str | None,
+    topic_prefix: str | None,
+    timeout: float,
+    as_json: bool,
+) -> int:
+    """Send parked records back to their topic, each only once (reasons poison, refused
+    unless --reason)."""
+    from pipeline import dlq as parked
 
+    kafka = kafka_settings(bootstrap, topic_prefix)
     app_id = load_settings().app_id
-
-    async def body(kafka: Any) -> int:
-        report = await replay(
-            kafka, app_id, _selection(args), dry_run=args.dry_run, timeout_s=args.timeout
-        )
-        verb = "would replay" if args.dry_run else "replayed"
-        if args.json:
-            data = {
-                "dry_run": args.dry_run,
-                "replayed": [r.summary() for r in report.replayed],
-                "skipped": [{**r.summary(), "why": why} for r, why in report.skipped],
-            }
-            sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
-        else:
-            for r in report.replayed:
-                print(f"{verb} {_line(r)}")
-            for r, why in report.skipped:
-                print(f"skipped {r.partition}:{r.offset}: {why}")
-            print(f"{verb} {len(report.replayed)}, skipped {len(report.skipped)}")
-        return 0
-
-    return _run(args, body)
-
-
-def add_dlq_commands(sub: Any) -> None:
-    """Register ``dlq list`` and ``dlq replay`` on the ``dynasync`` subparsers."""
-    from pipeline.cli.mailbox import _common
-
-    dlq = sub.add_parser("dlq", help="records the pipeline parked").add_subparsers(
-        dest="dlq_command", required=True
+    selection = _selection(reasons, mailboxes)
+    report = run_kafka(
+        kafka.bootstrap,
+        lambda: parked.replay(kafka, app_id, selection, dry_run=dry_run, timeout_s=timeout),
     )
-    for name, func, doc in (
-        ("list", _cmd_list, "list parked records (every reason unless --reason)"),
-        (
-            "replay",
-            _cmd_replay,
-            "send parked records back to their topic, once "
-            f"(reasons {', '.join(sorted(REPLAYABLE_REASONS))} unless --reason)",
-        ),
-    ):
-        p = dlq.add_parser(name, help=doc)
-        p.add_argument("--reason", action="append", type=_reason, help="only this reason")
-        p.add_argument("--mailbox", action="append", type=_mailbox, help="only this mailbox")
-        if name == "replay":
-            p.add_argument("--dry-run", action="store_true", help="show, send nothing")
-        _common(p)
-        p.set_defaults(func=func)
+    verb = "would replay" if dry_run else "replayed"
+    data = {
+        "dry_run": dry_run,
+        "replayed": [r.summary() for r in report.replayed],
+        "skipped": [{**r.summary(), "why": why} for r, why in report.skipped],
+    }
+    lines = [
+        *(f"{verb} {_line(r)}" for r in report.replayed),
+        *(f"skipped {r.partition}:{r.offset}: {why}" for r, why in report.skipped),
+        f"{verb} {len(report.replayed)}, skipped {len(report.skipped)}",
+    ]
+    emit(as_json, data, lines)
+    return 0

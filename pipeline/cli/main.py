@@ -1,132 +1,97 @@
-"""The ``dynasync`` command."""
+"""The ``dynasync`` command: one click group whose command groups live in files named after
+them (``org.py``, ``mailbox.py``, ...) and are imported only when run, so every command starts
+without loading the others (nor aiokafka, httpx or the connectors until it needs them).
+
+Errors are one line on stderr: a bad argument exits 2 before anything is written, a command
+that cannot do its work exits 1.
+"""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-from pydantic import ValidationError
+import click
 
-from pipeline.settings import Settings
+from pipeline.cli.common import Lazy, LazyGroup, UsageError, load_settings
 
+__all__ = ["COMMANDS", "UsageError", "build_cli", "load_settings", "main"]
 
-class UsageError(Exception):
-    """Bad command-line input; printed as one clear line, exit status 2."""
-
-
-def load_settings(overrides: dict[str, dict[str, Any]] | None = None) -> Settings:
-    """Settings from the environment, with validated per-group overrides from the CLI."""
-    try:
-        base = Settings()
-        if not overrides:
-            return base
-        merged: dict[str, Any] = base.model_dump()
-        for group, values in overrides.items():
-            merged[group] = {**merged[group], **{k: v for k, v in values.items() if v is not None}}
-        return Settings.model_validate(merged)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise UsageError(f"invalid setting {where}: {first['msg']}") from None
-
-
-def _kafka_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    return {
-        "kafka": {
-            "bootstrap": getattr(args, "bootstrap", None),
-            "partitions": getattr(args, "partitions", None),
-            "replication_factor": getattr(args, "replication_factor", None),
-        }
-    }
+#: The commands of ``dynasync``: where each lives and its line in ``--help``. Development
+#: commands are hidden from the help but run as any other.
+COMMANDS = {
+    "org": Lazy("pipeline.cli.org:org", "Dataverse organisations: add, list, edit, remove"),
+    "mailbox": Lazy(
+        "pipeline.cli.mailbox:mailbox",
+        "synchronizing mailboxes: add, import, approve, enable, status, ...",
+    ),
+    "dlq": Lazy("pipeline.cli.dlq:dlq", "records the pipeline parked: list, replay"),
+    "topics": Lazy("pipeline.cli.topics:topics", "the Kafka topics of the catalogue"),
+    "run": Lazy("pipeline.cli.run:run", "run the whole pipeline in this process until SIGTERM"),
+    "receiver": Lazy("pipeline.cli.receiver:receiver", "run the Graph webhook receiver on its own"),
+    "demo": Lazy(
+        "pipeline.cli.demo:demo", "show mailboxes syncing against the emulators and pipeline"
+    ),
+    "worker": Lazy("pipeline.cli.worker:worker", "(development) run given stages", hidden=True),
+    "demo-echo": Lazy(
+        "pipeline.cli.demo_echo:demo_echo_command",
+        "(development) messages through an echo stage",
+        hidden=True,
+    ),
+}
 
 
-def _cmd_topics_create(args: argparse.Namespace) -> int:
-    from pipeline.cli.topics import TopicMismatchError, ensure_topics
+def build_cli() -> click.Group:
+    """The ``dynasync`` group (a new one per call)."""
 
-    settings = load_settings(_kafka_overrides(args))
-    try:
-        reports = asyncio.run(ensure_topics(settings.kafka))
-    except TopicMismatchError as exc:
-        print(f"dynasync: {exc}", file=sys.stderr)
-        return 1
-    for r in reports:
-        state = "created" if r.created else "exists "
-        print(f"{state} {r.name} ({r.partitions} partitions)")
-    return 0
+    @click.group(
+        name="dynasync",
+        cls=LazyGroup,
+        lazy=COMMANDS,
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    )
+    @click.version_option(
+        package_name="dynasync", prog_name="dynasync", message="%(prog)s %(version)s"
+    )
+    def dynasync() -> None:
+        """Outlook <-> Dynamics 365 sync on Apache Kafka.
 
+        Every command takes --json for output a program can read; secrets come from the
+        environment (DYNASYNC_*) or from files, never from the command line.
+        """
 
-def _cmd_topics_list(args: argparse.Namespace) -> int:
-    from pipeline.topics import ALL_TOPICS, topic_name
-
-    settings = load_settings(_kafka_overrides(args))
-    for spec in ALL_TOPICS:
-        retention = "compacted" if spec.compacted else f"retention {spec.retention_ms} ms"
-        name = topic_name(spec, settings.kafka)
-        print(f"{name:<22} key={spec.key:<11} {retention:<26} {spec.description}")
-    return 0
+    return dynasync
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``dynasync``."""
-    parser = argparse.ArgumentParser(prog="dynasync", description="Outlook <-> Dynamics 365 sync")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    topics = sub.add_parser("topics", help="manage the Kafka topics of the catalogue")
-    tsub = topics.add_subparsers(dest="topics_command", required=True)
-    for name, func, doc in (
-        ("create", _cmd_topics_create, "create missing topics (idempotent)"),
-        ("list", _cmd_topics_list, "print the topic catalogue"),
-    ):
-        p = tsub.add_parser(name, help=doc)
-        p.add_argument("--bootstrap", help="Kafka bootstrap servers host:port[,host:port]")
-        p.add_argument("--partitions", type=_positive, help="partition count of every topic")
-        p.add_argument("--replication-factor", type=_positive, help="replication factor")
-        p.set_defaults(func=func)
-
-    from pipeline.cli.run import add_run_commands
-
-    add_run_commands(sub)
-    from pipeline.cli.mailbox import add_config_commands
-
-    add_config_commands(sub)
-    from pipeline.cli.dlq import add_dlq_commands
-
-    add_dlq_commands(sub)
-    from pipeline.cli.pipeline_cmd import add_pipeline_commands
-
-    add_pipeline_commands(sub)
-    from pipeline.cli.receiver import add_receiver_commands
-
-    add_receiver_commands(sub)
-    from pipeline.cli.demo import add_demo_commands
-
-    add_demo_commands(sub)
-    return parser
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``dynasync`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Entry point of the ``dynasync`` console script and ``python -m pipeline.cli``: the
+    command's exit status (2: bad arguments, one line on stderr)."""
+    cli = build_cli()
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        result: int = args.func(args)
-    except UsageError as exc:
-        print(f"dynasync: {exc}", file=sys.stderr)
+        result = cli.main(args=args, prog_name="dynasync", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
         return 2
-    return result
+    except click.UsageError as exc:  # parsing: say where, in one line
+        where = exc.ctx.command_path if exc.ctx is not None else "dynasync"
+        click.echo(f"{where}: {_one_line(exc.format_message())}", err=True)
+        return exc.exit_code
+    except click.ClickException as exc:
+        for line in getattr(exc, "details", ()):
+            click.echo(_one_line(line), err=True)
+        click.echo(f"dynasync: {_one_line(exc.format_message())}", err=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        click.echo("dynasync: aborted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

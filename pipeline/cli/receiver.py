@@ -9,31 +9,31 @@ owns. Secrets come from the environment (``DYNASYNC_GRAPH__CLIENT_STATE_KEY``, .
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.cli.main import UsageError
-from pipeline.logs import configure_logging
-from pipeline.settings import Settings
+import click
+
+from pipeline.cli.common import (
+    UsageError,
+    bootstrap_option,
+    json_option,
+    load_settings,
+    log_level_option,
+    setup_logging,
+)
+from pipeline.cli.params import PORT
+
+if TYPE_CHECKING:
+    from pipeline.settings import Settings
 
 log = logging.getLogger("dynasync.receiver")
 
 #: Logged once the receiver listens (the stack script waits for it).
 READY_LINE = "dynasync receiver: ready"
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port within 1-65535, got {text!r}")
-    return value
 
 
 async def serve_receiver(settings: Settings, stop: asyncio.Event) -> int:
@@ -81,15 +81,23 @@ async def serve_receiver(settings: Settings, stop: asyncio.Event) -> int:
     return 0
 
 
-def _cmd_receiver(args: argparse.Namespace) -> int:
-    from pipeline.cli.main import load_settings
-
+@click.command(name="receiver")
+@bootstrap_option
+@click.option("--host", help="address to listen on (default 127.0.0.1)")
+@click.option("--port", type=PORT, help="port to listen on (default 8090)")
+@log_level_option
+@json_option
+def receiver(
+    bootstrap: str | None, host: str | None, port: int | None, log_level: str | None, as_json: bool
+) -> int:
+    """Run the Graph webhook receiver on its own (workers read its output; --json: log lines
+    as JSON)."""
     overrides: dict[str, dict[str, Any]] = {
-        "kafka": {"bootstrap": args.bootstrap},
-        "receiver": {"host": args.host, "port": args.port},
+        "kafka": {"bootstrap": bootstrap},
+        "receiver": {"host": host, "port": port},
     }
     settings = load_settings(overrides)
-    configure_logging(args.log_level or settings.log_level)
+    setup_logging((log_level or settings.log_level).upper(), as_json=as_json)
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -101,15 +109,3 @@ def _cmd_receiver(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(main())
-
-
-def add_receiver_commands(sub: Any) -> None:
-    """Register ``receiver`` on the ``dynasync`` subparsers."""
-    p = sub.add_parser(
-        "receiver", help="run the Graph webhook receiver on its own (workers read its output)"
-    )
-    p.add_argument("--bootstrap", help="Kafka bootstrap servers host:port[,host:port]")
-    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=_port, help="port to listen on (default 8090)")
-    p.add_argument("--log-level", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    p.set_defaults(func=_cmd_receiver)

@@ -1,16 +1,30 @@
-"""``dynasync topics``: create the catalogue's topics idempotently, list them."""
+"""``dynasync topics create|list``: create the catalogue's topics idempotently, list them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+import click
 
-from pipeline.settings import KafkaSettings
-from pipeline.topics import ALL_TOPICS, topic_name
+from pipeline.cli.clients import admin_client
+from pipeline.cli.common import (
+    bootstrap_option,
+    emit,
+    json_option,
+    kafka_settings,
+    print_table,
+    run_kafka,
+    write_json,
+)
+from pipeline.cli.params import POSITIVE, TOPIC_PREFIX
+
+if TYPE_CHECKING:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from pipeline.settings import KafkaSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +45,12 @@ async def ensure_topics(kafka: KafkaSettings, *, timeout_ms: int = 30_000) -> li
 
     Mailbox topics must share one partition count so one worker owns a mailbox everywhere.
     """
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=kafka.bootstrap, request_timeout_ms=timeout_ms, client_id="dynasync-cli"
-    )
+    from aiokafka.admin import NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    from pipeline.topics import ALL_TOPICS, topic_name
+
+    admin = admin_client(kafka.bootstrap, request_timeout_ms=timeout_ms, client_id="dynasync-cli")
     try:
         await admin.start()
         existing = await _partition_counts(admin)
@@ -91,3 +108,95 @@ async def _partition_counts(admin: AIOKafkaAdminClient) -> dict[str, int]:
         for t in metadata
         if t.get("error_code", 0) == 0 and not t["topic"].startswith("__")
     }
+
+
+@click.group(name="topics")
+def topics() -> None:
+    """The Kafka topics of the catalogue (every mailbox topic with one partition count)."""
+
+
+def _layout(
+    bootstrap: str | None,
+    topic_prefix: str | None,
+    partitions: int | None,
+    replication_factor: int | None,
+) -> KafkaSettings:
+    return kafka_settings(
+        bootstrap, topic_prefix, partitions=partitions, replication_factor=replication_factor
+    )
+
+
+def _layout_options(func: click.decorators.FC) -> click.decorators.FC:
+    func = click.option("--replication-factor", type=POSITIVE, help="replication factor")(func)
+    func = click.option("--partitions", type=POSITIVE, help="partition count of every topic")(func)
+    func = click.option("--topic-prefix", type=TOPIC_PREFIX, help="prefix of the topic names")(func)
+    return bootstrap_option(func)
+
+
+@topics.command("create")
+@_layout_options
+@json_option
+def create(
+    bootstrap: str | None,
+    topic_prefix: str | None,
+    partitions: int | None,
+    replication_factor: int | None,
+    as_json: bool,
+) -> int:
+    """Create the missing topics (idempotent; existing ones must have the same partitions)."""
+    kafka = _layout(bootstrap, topic_prefix, partitions, replication_factor)
+
+    async def body() -> list[TopicReport]:
+        try:
+            return await ensure_topics(kafka)
+        except TopicMismatchError as exc:
+            raise LookupError(str(exc)) from None
+
+    reports = run_kafka(kafka.bootstrap, body)
+    lines = [
+        f"{'created' if r.created else 'exists '} {r.name} ({r.partitions} partitions)"
+        for r in reports
+    ]
+    emit(as_json, reports, lines)
+    return 0
+
+
+@topics.command("list")
+@_layout_options
+@json_option
+def list_(
+    bootstrap: str | None,
+    topic_prefix: str | None,
+    partitions: int | None,
+    replication_factor: int | None,
+    as_json: bool,
+) -> int:
+    """Print the topic catalogue (names with this prefix; nothing is read from Kafka)."""
+    from pipeline.topics import ALL_TOPICS, topic_name
+
+    kafka = _layout(bootstrap, topic_prefix, partitions, replication_factor)
+    data = [
+        {
+            "name": topic_name(spec, kafka),
+            "key": spec.key,
+            "compacted": spec.compacted,
+            "retention_ms": None if spec.compacted else spec.retention_ms,
+            "partitions": kafka.partitions,
+            "description": spec.description,
+        }
+        for spec in ALL_TOPICS
+    ]
+    if as_json:
+        write_json(data)
+        return 0
+    rows = [
+        (
+            str(d["name"]),
+            str(d["key"]),
+            "compacted" if d["compacted"] else f"retention {d['retention_ms']} ms",
+            str(d["description"]),
+        )
+        for d in data
+    ]
+    print_table(("TOPIC", "KEY", "RETENTION", "CONTENT"), rows, empty="no topics")
+    return 0

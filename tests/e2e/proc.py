@@ -12,7 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from pipeline.cli.pipeline_cmd import READY_LINE
+from pipeline.cli.run import READY_LINE
 from tests.e2e.world import TOKEN, World
 
 

@@ -22,7 +22,7 @@ from emulators.dataverse import create_app as create_dataverse
 from emulators.graph.app import create_app as create_graph
 from emulators.graph.config import EmulatorConfig as GraphConfig
 from pipeline.cli.demo import STEPS
-from pipeline.cli.pipeline_cmd import READY_LINE
+from pipeline.cli.run import READY_LINE
 from pipeline.cli.topics import ensure_topics
 from pipeline.settings import KafkaSettings
 from tests.e2e.world import serve
@@ -65,6 +65,7 @@ async def stack(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[Stack]:
         "DYNASYNC_KAFKA__TOPIC_PREFIX": prefix,
         "DYNASYNC_KAFKA__PARTITIONS": "2",
         "DYNASYNC_DATA_DIR": str(tmp_path / "data"),
+        "DYNASYNC_DEMO_TOKEN": TOKEN,  # the demo's token, never in argv
     }
     worker_env = {
         **env,
@@ -102,7 +103,7 @@ async def stack(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[Stack]:
 async def _demo(s: Stack, *extra: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "pipeline.cli", "demo", "--bootstrap", s.bootstrap),
-        *("--graph-url", s.graph, "--dataverse-url", f"{s.dataverse}/", "--token", TOKEN),
+        *("--graph-url", s.graph, "--dataverse-url", f"{s.dataverse}/"),
         *extra,
         env=s.env,
         stdout=asyncio.subprocess.PIPE,
@@ -138,8 +139,9 @@ async def test_demo_narrates_every_step_and_runs_twice(stack: Stack) -> None:
 
 async def test_demo_garbage_arguments_exit_2() -> None:
     for garbage, message in (
-        (("--timeout", "-1"), "argument --timeout: expected seconds within (0, 3600]"),
-        (("--graph-url", "graph"), "argument --graph-url: expected an http(s) URL like"),
+        (("--timeout", "-1"), "'--timeout': expected seconds within (0, 3600]"),
+        (("--graph-url", "graph"), "'--graph-url': expected an http(s) URL like"),
+        (("--token", "s3cret-in-argv"), "--token is refused"),
     ):
         proc = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "pipeline.cli", "demo", *garbage),
@@ -149,4 +151,5 @@ async def test_demo_garbage_arguments_exit_2() -> None:
         out, err = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 2
         assert message in err.decode()
+        assert b"s3cret" not in err  # a refused token is not echoed
         assert out == b""

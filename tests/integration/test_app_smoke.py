@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.cli.run import demo_echo
+from pipeline.cli.demo_echo import demo_echo
 from pipeline.cli.topics import ensure_topics
 from pipeline.settings import KafkaSettings
 

@@ -124,9 +124,9 @@ async def test_list_replay_once_and_leave_the_rest(kafka_bootstrap: str) -> None
     ("args", "message"),
     [
         (["list", "--reason", "DROP TABLE"], "expected a reason"),
-        (["replay", "--mailbox", "a b"], "expected a mailbox id"),
-        (["replay", "--timeout", "-3"], "expected 0.5-600 seconds"),
-        (["purge"], "invalid choice"),
+        (["replay", "--mailbox", "a b"], "'--mailbox': expected 1-512 characters"),
+        (["replay", "--timeout", "-3"], "expected seconds within [0.5, 600]"),
+        (["purge"], "No such command 'purge'"),
     ],
 )
 def test_garbage_arguments_are_refused(args: list[str], message: str) -> None:
@@ -138,6 +138,7 @@ def test_garbage_arguments_are_refused(args: list[str], message: str) -> None:
     )
     assert done.returncode == 2
     assert message in done.stderr
+    assert len(done.stderr.splitlines()) == 1 and done.stdout == ""
 
 
 def test_unreachable_kafka_is_a_clear_error() -> None:

@@ -3,11 +3,12 @@ emulators are named (exit 1), and the pure helpers (URLs, users, summary) hold."
 
 from __future__ import annotations
 
-import argparse
 import socket
+from pathlib import Path
 
 import pytest
 
+from pipeline.cli import demo
 from pipeline.cli.demo import STEPS, StepResult, emulator_url, summary, timeout_seconds
 from pipeline.cli.demo_world import MAX_USERS, demo_users
 from pipeline.cli.main import main
@@ -29,18 +30,43 @@ from pipeline.cli.main import main
         (["--graph-url", "http://h/?a=1"], "expected a plain http(s) URL"),
         (["--users", "0"], f"expected 1 to {MAX_USERS} users"),
         (["--users", "many"], "expected a whole number"),
-        (["--token", "a b"], "a token needs 1-4096 visible characters"),
-        (["--token", ""], "a token needs 1-4096 visible characters"),
-        (["--colour"], "unrecognized arguments: --colour"),
+        (["--token", "s3cret"], "--token is refused: a secret on the command line shows in ps"),
+        (["--token-file", "/nonexistent/token"], "cannot read the token file"),
+        (["--colour"], "No such option '--colour'"),
     ],
 )
 def test_garbage_arguments_exit_2_with_a_clear_error(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(["demo", *args])
-    assert exc.value.code == 2
-    assert message in capsys.readouterr().err
+    assert main(["demo", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.splitlines()) == 1
+    assert "s3cret" not in err
+
+
+@pytest.mark.parametrize("token", ["a b", "", "x" * 5000])
+def test_a_garbage_token_in_the_environment_exits_2(
+    token: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(demo.TOKEN_ENV, token)
+    assert main(["demo"]) == 2
+    err = capsys.readouterr().err
+    assert f"{demo.TOKEN_ENV}: a token needs 1-4096 visible characters" in err
+
+
+def test_a_token_file_readable_by_others_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "token"
+    path.write_text("tok\n")
+    path.chmod(0o644)
+    assert main(["demo", "--token-file", str(path)]) == 2
+    assert "readable by others" in capsys.readouterr().err
+
+
+def test_max_users_is_the_worlds() -> None:
+    assert demo.MAX_USERS == MAX_USERS
 
 
 def test_garbage_bootstrap_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,7 +103,7 @@ def test_emulator_urls_are_normalised(text: str, url: str) -> None:
 
 def test_timeout_accepts_fractions() -> None:
     assert timeout_seconds("2.5") == 2.5
-    with pytest.raises(argparse.ArgumentTypeError):
+    with pytest.raises(ValueError, match="within"):
         timeout_seconds("inf")
 
 

@@ -9,7 +9,7 @@ import sys
 
 def test_the_runtime_and_its_cli_import_no_graph_sdk() -> None:
     probe = (
-        "import sys, pipeline.runtime, pipeline.cli.main, pipeline.cli.pipeline_cmd, "
+        "import sys, pipeline.runtime, pipeline.cli.main, pipeline.cli.run, "
         "pipeline.cli.receiver, pipeline.sinks; "
         "sdk = ('msgraph', 'kiota'); "
         "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(sdk)}))"

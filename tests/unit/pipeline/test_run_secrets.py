@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli.main import build_parser, load_settings, main
-from pipeline.cli.pipeline_cmd import run_overrides
+from pipeline.cli.main import load_settings, main
+from pipeline.cli.run import run_overrides
 
 SECRET = "tok-5f1e0c9a7d"
 
@@ -49,10 +49,8 @@ def test_any_group_or_other_bit_is_refused(tmp_path: Path, mode: int) -> None:
 @pytest.mark.parametrize("mode", [0o600, 0o400])
 def test_an_owner_only_token_file_is_read(tmp_path: Path, mode: int) -> None:
     path = _token_file(tmp_path, mode)
-    args = build_parser().parse_args(
-        ["run", "--graph-token-file", str(path), "--dataverse-token-file", str(path)]
-    )
-    settings = load_settings(run_overrides(args))
+    overrides = run_overrides(graph_token_file=str(path), dataverse_token_file=str(path))
+    settings = load_settings(overrides)
     assert settings.graph.static_token is not None
     assert settings.graph.static_token.get_secret_value() == SECRET
     assert settings.dataverse.static_token is not None
@@ -103,7 +101,7 @@ def test_a_token_on_the_command_line_is_refused(
 def test_tokens_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DYNASYNC_GRAPH__STATIC_TOKEN", SECRET)
     monkeypatch.setenv("DYNASYNC_DATAVERSE__STATIC_TOKEN", SECRET + "-dv")
-    settings = load_settings(run_overrides(build_parser().parse_args(["run"])))
+    settings = load_settings(run_overrides())
     assert settings.graph.static_token is not None
     assert settings.graph.static_token.get_secret_value() == SECRET
     assert settings.dataverse.static_token is not None
@@ -112,8 +110,7 @@ def test_tokens_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_the_help_offers_no_argv_token(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["run", "--help"])
+    assert main(["run", "--help"]) == 0
     text = capsys.readouterr().out
     assert "--graph-token-file" in text
     assert "--graph-token " not in text and "--dataverse-token " not in text
