@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
 from bench.args import BenchParams, parse
 from bench.baseline import passthrough
 from bench.e2e.report import plot_svg
@@ -27,6 +25,7 @@ from bench.kafka_io import create_topics, produce_all
 from bench.report import machine, merged, read_previous, results, summary, write
 from bench.stats import latency_summary
 from bench.workload import encoded, mailbox_ids
+from connectors.kafka_clients import KafkaClients
 from pipeline.settings import KafkaSettings, Settings
 from pipeline.topics import CHANGES_OUTLOOK, topic_name
 
@@ -63,7 +62,7 @@ async def run(params: BenchParams, data_dir: Path) -> dict[str, object]:
     await create_topics(kafka, [passthrough_topic])
     source = topic_name(CHANGES_OUTLOOK, kafka)
     mailboxes = mailbox_ids(params.mailboxes)
-    producer = AIOKafkaProducer(bootstrap_servers=params.bootstrap, acks="all", linger_ms=0)
+    producer = KafkaClients(kafka).producer(acks="all", linger_ms=0)
     await producer.start()
     try:
         _say(f"producing {params.changes} changes to {source}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from connectors.kafka_clients import KafkaClients
 
 
 async def passthrough(
@@ -14,14 +14,14 @@ async def passthrough(
     """Copy ``expected`` records ``source`` → ``sink`` in a consumer group: each fetched batch
     is produced (acks=all), its acks awaited, then its offsets committed. Returns records/s from
     the first fetched batch to the last commit."""
-    consumer = AIOKafkaConsumer(
+    clients = KafkaClients(bootstrap)
+    consumer = clients.consumer(
         source,
-        bootstrap_servers=bootstrap,
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = clients.producer(acks="all")
     await consumer.start()
     await producer.start()
     try:

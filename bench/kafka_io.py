@@ -7,9 +7,10 @@ import contextlib
 import time
 from collections.abc import Iterator
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import NewTopic
 
+from connectors.kafka_clients import KafkaClients
 from pipeline.cli.topics import ensure_topics
 from pipeline.settings import KafkaSettings
 
@@ -17,7 +18,7 @@ from pipeline.settings import KafkaSettings
 async def create_topics(kafka: KafkaSettings, extra: list[str]) -> None:
     """The catalogue topics under ``kafka``'s prefix, plus ``extra`` with the same partitions."""
     await ensure_topics(kafka)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    admin = KafkaClients(kafka).admin()
     await admin.start()
     try:
         await admin.create_topics(
@@ -47,9 +48,7 @@ class TimedTail:
     """Reads a topic from the beginning in the background, stamping each record's arrival."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self._consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
-        )
+        self._consumer = KafkaClients(bootstrap).consumer(topic, auto_offset_reset="earliest")
         self.values: list[bytes] = []
         self.arrived: list[float] = []
         self._task: asyncio.Task[None] | None = None

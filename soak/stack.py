@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 from aiohttp.test_utils import TestServer
-from aiokafka.admin import AIOKafkaAdminClient
 
+from connectors.kafka_clients import KafkaClients
 from emulators.dataverse import EmulatorConfig as DataverseConfig
 from emulators.dataverse import create_app as create_dataverse
 from emulators.graph.app import create_app as create_graph
@@ -156,7 +156,7 @@ async def open_stack(bootstrap: str, mailboxes: int, partitions: int) -> AsyncIt
 
 async def delete_topics(kafka: KafkaSettings) -> None:
     """Delete every topic of this run (its prefix)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    admin = KafkaClients(kafka).admin()
     await admin.start()
     try:
         names = [t for t in await admin.list_topics() if t.startswith(kafka.topic_prefix)]

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+
+from connectors.kafka_clients import KafkaClients
 
 
 @dataclass
@@ -36,9 +37,7 @@ class OutcomeTail:
     ``target`` (``outlook`` or ``crm``), each (mailbox, correlation id) once."""
 
     def __init__(self, bootstrap: str, topic: str, target: str, kind: str = "contact") -> None:
-        self._consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
-        )
+        self._consumer = KafkaClients(bootstrap).consumer(topic, auto_offset_reset="earliest")
         self.target = target
         self.kind = kind
         self.progress = Progress()
