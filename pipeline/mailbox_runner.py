@@ -13,7 +13,9 @@ Between passes the runner waits as a :class:`connectors.pacing.Pacer` says: ``po
 pass that published changes, growing to ``max_poll_s`` while passes find nothing; ``wake()``
 (a webhook pass of the mailbox found changes) brings it back to ``poll_s`` at once. With
 ``full_every_s`` a full pass (every stream, subscriptions ensured) runs at least that often: the
-safety net under webhooks, in case a notification was lost.
+safety net under webhooks, in case a notification was lost. Full passes go through
+``full_gate`` when one is given, shared by every runner of the process, so a worker starting
+with thousands of mailboxes makes their first passes a bounded number at a time.
 """
 
 from __future__ import annotations
@@ -130,8 +132,10 @@ class MailboxRunner:
         *,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
+        full_gate: asyncio.Semaphore | None = None,
     ) -> None:
         self.mailbox_id = mailbox_id
+        self._full_gate = full_gate
         self.label = label
         self._sync = sync
         self._hooks = hooks
@@ -179,7 +183,7 @@ class MailboxRunner:
         while True:
             full = full or self._full_due()
             try:
-                published = await self._sync(full)
+                published = await self._pass(full)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -204,6 +208,12 @@ class MailboxRunner:
             await self._succeeded()
             self.wait_s = self._next_wait(published)
             await idle(self.wait_s, self._woken)
+
+    async def _pass(self, full: bool) -> int:
+        if not full or self._full_gate is None:
+            return await self._sync(full)
+        async with self._full_gate:
+            return await self._sync(full)
 
     async def _succeeded(self) -> None:
         self.passes += 1

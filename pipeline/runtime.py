@@ -151,6 +151,11 @@ class RuntimeOptions:
     """Cap of an Outlook reader's exponential backoff after passing failures."""
     failure_summary_s: float = 60.0
     """How often a reader that keeps failing logs a summary line."""
+    full_pass_concurrency: int = 16
+    """How many mailboxes make a full pass (subscriptions ensured, every stream read) at once.
+    A worker that starts with thousands of mailboxes admits them this many at a time, so their
+    first passes neither exhaust the HTTP pool nor starve the event loop that heartbeats to
+    Kafka and answers webhook validations; incremental passes are not held back."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -182,6 +187,11 @@ class RuntimeOptions:
             raise ValueError("max_restart_delay_s must be >= restart_delay_s")
         if not self.crm_tables:
             raise ValueError("crm_tables must name at least one table")
+        if not 1 <= self.full_pass_concurrency <= 1000:
+            raise ValueError(
+                "full_pass_concurrency must be within [1, 1000], "
+                f"got {self.full_pass_concurrency!r}"
+            )
 
     def outlook_ceiling(self, webhooks: bool) -> float:
         """What an idle mailbox's poll interval grows to, with or without webhooks."""
@@ -253,6 +263,8 @@ class Pipeline:
         self._owned_logged: tuple[set[str], int] | None = None
         #: when this process first saw each mailbox (those of the first snapshot: long ago)
         self._seen_at: dict[str, float] = dict.fromkeys(config.mailboxes, -math.inf)
+        #: admits this many mailboxes' full passes at a time (see ``full_pass_concurrency``)
+        self._full_gate = asyncio.Semaphore(self.options.full_pass_concurrency)
         self.metrics = WorkerMetrics()
         """This worker's Prometheus metrics (served on ``settings.web``)."""
         self._web: WebServer | None = None
@@ -671,7 +683,9 @@ class Pipeline:
         )
         mailbox = self._config.mailboxes.get(mailbox_id)
         label = f"Outlook reader for {mailbox.upn if mailbox is not None else mailbox_id}"
-        runner = MailboxRunner(mailbox_id, label, sync, _Hooks(self), policy)
+        runner = MailboxRunner(
+            mailbox_id, label, sync, _Hooks(self), policy, full_gate=self._full_gate
+        )
         self._runners[mailbox_id] = runner
         await runner.run()
 

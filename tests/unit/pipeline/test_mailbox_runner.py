@@ -287,3 +287,67 @@ def test_runner_policy_is_checked() -> None:
         RunnerPolicy(restart_delay_s=5, max_restart_delay_s=1)
     with pytest.raises(ValueError):
         RunnerPolicy(failing_retry_s=0)
+
+
+class _NoHooks:
+    def forget(self, mailbox_id: str) -> None:
+        raise AssertionError("no failure expected")
+
+    async def failing(self, mailbox_id: str, error: str) -> None:
+        raise AssertionError("no failure expected")
+
+    async def recovered(self, mailbox_id: str) -> None:
+        raise AssertionError("no failure expected")
+
+    async def disable(self, mailbox_id: str, reason: str) -> None:
+        raise AssertionError("no failure expected")
+
+
+async def test_full_passes_share_a_gate_and_incremental_passes_do_not_wait() -> None:
+    """Twelve mailboxes starting together make their first (full) passes two at a time, while
+    a mailbox already through its full pass keeps polling."""
+    gate = asyncio.Semaphore(2)
+    full_now, full_peak, full_done = 0, 0, 0
+    incremental_while_gate_busy = 0
+    all_full = asyncio.Event()
+
+    def make_sync() -> Callable[[bool], Awaitable[int]]:
+        async def sync(full: bool) -> int:
+            nonlocal full_now, full_peak, full_done, incremental_while_gate_busy
+            if not full:
+                if full_now:
+                    incremental_while_gate_busy += 1
+                await asyncio.sleep(0)
+                return 0
+            full_now += 1
+            full_peak = max(full_peak, full_now)
+            await asyncio.sleep(0.02)
+            full_now -= 1
+            full_done += 1
+            if full_done == 12:
+                all_full.set()
+            return 1
+
+        return sync
+
+    runners = [
+        MailboxRunner(
+            f"m{i}",
+            f"m{i}",
+            make_sync(),
+            _NoHooks(),
+            RunnerPolicy(poll_s=0.005),
+            full_gate=gate,
+        )
+        for i in range(12)
+    ]
+    tasks = [asyncio.create_task(r.run()) for r in runners]
+    try:
+        await asyncio.wait_for(all_full.wait(), 10)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert full_peak == 2
+    assert all(r.full_passes == 1 for r in runners)
+    assert incremental_while_gate_busy > 0
