@@ -32,9 +32,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
+from connectors.kafka_clients import KafkaClients
 from pipeline.app import build_app
 from pipeline.ownership import partition_of
 from pipeline.settings import KafkaSettings, Settings
@@ -138,8 +138,8 @@ class _Table(dict[bytes, bytes]):
 async def fill(settings: Settings, params: RestoreParams) -> dict[str, int]:
     """Write the links and their index entries to the changelog topics; counts and bytes."""
     mailboxes = [f"user{m:05d}@contoso.test" for m in range(params.mailboxes)]
-    producer = AIOKafkaProducer(
-        bootstrap_servers=params.bootstrap, acks="all", linger_ms=20, max_batch_size=262_144
+    producer = KafkaClients(settings.kafka).producer(
+        acks="all", linger_ms=20, max_batch_size=262_144
     )
     links_topic = changelog_topic(settings, "links")
     index_topic = changelog_topic(settings, "link-index")
@@ -232,7 +232,7 @@ async def restart_process(settings: Settings, expected: int, timeout_s: float) -
 async def create_sources(settings: Settings) -> None:
     """The engine's source topics (the changelog topics it creates itself)."""
     kafka = settings.kafka
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    admin = KafkaClients(kafka).admin()
     await admin.start()
     try:
         names = [topic_name(t, kafka) for t in (CHANGES_OUTLOOK, CHANGES_CRM, OUTCOMES)]

@@ -375,9 +375,7 @@ class Pipeline:
         self._app = build_app(settings, stages, meter=self.metrics)
         await self._app.start()
         if settings.web.enabled:
-            self._feed = RecentFeed(
-                kafka.bootstrap, topic_name(CONFLICTS, kafka), topic_name(DLQ, kafka)
-            )
+            self._feed = RecentFeed(kafka, topic_name(CONFLICTS, kafka), topic_name(DLQ, kafka))
             await self._feed.start()
         self._alert_producer = KafkaClients(kafka).producer(acks="all")
         await self._alert_producer.start()

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from connectors.kafka_clients import KafkaClients, KafkaConnection
 from pipeline.dlq import parse_record
 
 log = logging.getLogger(__name__)
@@ -85,11 +86,16 @@ class RecentFeed:
     """Follows ``conflicts`` and ``dlq``; ``start()``/``stop()``."""
 
     def __init__(
-        self, bootstrap: str, conflicts_topic: str, dlq_topic: str, *, keep: int = 50
+        self,
+        kafka: KafkaConnection | str,
+        conflicts_topic: str,
+        dlq_topic: str,
+        *,
+        keep: int = 50,
     ) -> None:
         if keep < 1:
             raise ValueError("keep must be >= 1")
-        self._bootstrap = bootstrap
+        self._clients = KafkaClients(kafka)
         self._conflicts_topic = conflicts_topic
         self._dlq_topic = dlq_topic
         self._keep = keep
@@ -103,9 +109,7 @@ class RecentFeed:
 
     async def start(self) -> None:
         """Assign every partition of both topics, from ``keep`` records before their ends."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
-        )
+        consumer = self._clients.consumer(enable_auto_commit=False, group_id=None)
         await consumer.start()
         self._consumer = consumer
         try:
