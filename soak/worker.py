@@ -55,6 +55,7 @@ class Worker:
             "DYNASYNC_DATAVERSE__BASE_URL": c.dataverse_url,
             "DYNASYNC_GRAPH__STATIC_TOKEN": c.token,
             "DYNASYNC_DATAVERSE__STATIC_TOKEN": c.token,
+            "DYNASYNC_WEB__PORT": "0",  # the status page on any free port
         }
 
     @property

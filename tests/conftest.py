@@ -7,6 +7,10 @@ import socket
 
 import pytest
 
+# Every worker a test starts, in-process or as a child, serves its status page and metrics on
+# a free port unless the test names one (many run at once; 6066 is the default of `make up`).
+os.environ.setdefault("DYNASYNC_WEB__PORT", "0")
+
 
 def _bootstrap() -> str:
     return os.environ.get("DYNASYNC_KAFKA_BOOTSTRAP", "127.0.0.1:9092")

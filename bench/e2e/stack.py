@@ -179,6 +179,8 @@ class E2EStack:
             # derives the clientState key from the same Graph credential as the workers
             "DYNASYNC_GRAPH__STATIC_TOKEN": WORKER_TOKEN,
             "DYNASYNC_DATAVERSE__STATIC_TOKEN": WORKER_TOKEN,
+            # each worker's status page and metrics on a port of its own
+            "DYNASYNC_WEB__PORT": "0",
         }
         began = time.perf_counter()
         if shared and self.options.webhooks:
