@@ -20,7 +20,7 @@ CLUSTER_BOOTSTRAP := 127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094
 PYTEST_ARGS ?=
 export KAFKA_PORT
 
-.PHONY: help venv lock lint fmt test test-unit chaos-busy kafka-up kafka-down kafka-cluster-up kafka-cluster-down \
+.PHONY: help venv lock manifests lint fmt test test-unit chaos-busy kafka-up kafka-down kafka-cluster-up kafka-cluster-down \
         demo topics clean up down status bench bench-restore
 
 help: ## list the targets
@@ -54,10 +54,14 @@ lint: $(STAMP) ## ruff, formatting and mypy (strict), and the schema files again
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy schemas connectors pipeline emulators tests bench soak
 	$(PY) -m schemas.export --check
+	$(PY) -m pipeline.manifests --check
 
 fmt: $(STAMP) ## format and fix what ruff can
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+manifests: $(STAMP) ## regenerate deploy/k8s/kafka-topics.yaml and kafka-users.yaml from the topic catalogue
+	$(PY) -m pipeline.manifests
 
 kafka-up: $(STAMP) ## start one Kafka broker (KRaft) on 127.0.0.1:$(KAFKA_PORT)
 	$(KAFKA) up
