@@ -102,9 +102,13 @@ class ConfigSnapshot:
     filters: dict[str, FilterRecord] = field(default_factory=dict)
     directions: dict[tuple[str, str], FieldDirections] = field(default_factory=dict)
     problems: list[ConfigProblem] = field(default_factory=list)
+    revision: int = field(default=0, compare=False)
+    """Bumped by every ``apply`` and ``remove``: views built from the snapshot tell by it
+    whether they are stale."""
 
     def apply(self, record: ConfigRecord) -> None:
         """Insert or replace ``record``."""
+        self.revision += 1
         if isinstance(record, Organisation):
             self.organisations[record.org_id] = record
         elif isinstance(record, Mailbox):
@@ -116,6 +120,7 @@ class ConfigSnapshot:
 
     def remove(self, key: str) -> bool:
         """Drop the record under ``key``; False if there was none."""
+        self.revision += 1
         kind, _, rest = key.partition(":")
         if kind == "organisation":
             return self.organisations.pop(rest, None) is not None

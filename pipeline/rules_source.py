@@ -8,6 +8,7 @@ parks such a mailbox's changes on ``dlq`` with that reason).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -113,20 +114,46 @@ class ConfigRules:
         return _Entry(mailbox, directions, rules, "", clashing, org_present)
 
 
-@dataclass(frozen=True, slots=True)
 class ConfigDirectory:
     """The fan-out's ``MailboxDirectory`` over the current :class:`ConfigSnapshot`: mailboxes
-    of an organisation, and a mailbox's filters plus its organisation's templates."""
+    of an organisation, and a mailbox's filters plus its organisation's templates.
 
-    snapshot: Callable[[], ConfigSnapshot]
-    routable: Callable[[str], bool] = lambda mailbox_id: True
-    """Whether rows may go to a mailbox yet (one just added waits until every worker's engine
-    knows it; its rows come again with its resync)."""
+    The indexed view is built once per snapshot; while some mailbox of the snapshot is not
+    routable yet, it is rebuilt at most every ``recheck_s`` so the mailbox joins soon after
+    it becomes routable."""
+
+    def __init__(
+        self,
+        snapshot: Callable[[], ConfigSnapshot],
+        routable: Callable[[str], bool] = lambda mailbox_id: True,
+        *,
+        recheck_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.snapshot = snapshot
+        self.routable = routable
+        """Whether rows may go to a mailbox yet (one just added waits until every worker's
+        engine knows it; its rows come again with its resync)."""
+        self._recheck_s = recheck_s
+        self._clock = clock
+        #: (the snapshot, its revision, when built, whether every mailbox was routable, view)
+        self._view: tuple[ConfigSnapshot, int, float, bool, StaticDirectory] | None = None
 
     def _current(self) -> StaticDirectory:
-        snap = self.snapshot()
-        mailboxes = tuple(m for m in snap.mailboxes.values() if self.routable(m.mailbox_id))
-        return StaticDirectory(mailboxes, tuple(snap.filters.values()))
+        snap, now = self.snapshot(), self._clock()
+        view = self._view
+        if (
+            view is not None
+            and view[0] is snap
+            and view[1] == snap.revision
+            and (view[3] or now - view[2] < self._recheck_s)
+        ):
+            return view[4]
+        every = snap.mailboxes.values()
+        mailboxes = tuple(m for m in every if self.routable(m.mailbox_id))
+        built = StaticDirectory(mailboxes, tuple(snap.filters.values()))
+        self._view = (snap, snap.revision, now, len(mailboxes) == len(every), built)
+        return built
 
     def mailboxes_for(self, org_id: str) -> Sequence[Mailbox]:
         return self._current().mailboxes_for(org_id)

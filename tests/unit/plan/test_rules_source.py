@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pipeline.config_store import ConfigSnapshot
-from pipeline.rules_source import ConfigRules
+from pipeline.rules_source import ConfigDirectory, ConfigRules
 from schemas.models import FieldDirections, Mailbox, MailboxStatus, Organisation
 
 USER = "11111111-2222-3333-4444-555555555555"
@@ -124,3 +124,53 @@ def test_directory_follows_the_snapshot() -> None:
     assert directory.filters_for("nobody", "contact") == []
     snap.remove("filter:f")
     assert {f.filter_id for f in directory.filters_for("a", "contact")} == {"t"}
+
+
+def _org_of(n: int) -> ConfigSnapshot:
+    snap = ConfigSnapshot()
+    snap.apply(Organisation(org_id="o1", url="https://o1.crm.dynamics.com"))
+    for i in range(n):
+        snap.apply(
+            Mailbox(
+                mailbox_id=f"m{i}",
+                upn=f"m{i}@o1.com",
+                org_id="o1",
+                systemuser_id=f"{i:08d}-2222-3333-4444-555555555555",
+            )
+        )
+    return snap
+
+
+def test_the_directory_view_is_built_once_per_snapshot_revision() -> None:
+    """Routing a change asks for the organisation's mailboxes and each one's filters: with
+    200 mailboxes and 50 changes, ``routable`` is asked 200 times (one build), not 50×200²."""
+    snap = _org_of(200)
+    asked: list[str] = []
+
+    def routable(mailbox_id: str) -> bool:
+        asked.append(mailbox_id)
+        return True
+
+    directory = ConfigDirectory(lambda: snap, routable)
+    for _ in range(50):
+        for m in directory.mailboxes_for("o1"):
+            assert directory.filters_for(m.mailbox_id, "contact") == []
+    assert len(asked) == 200
+    snap.apply(replace(snap.mailboxes["m0"], upn="renamed@o1.com"))  # same snapshot, new revision
+    assert directory.mailboxes_for("o1")[0].upn == "renamed@o1.com"
+    assert len(asked) == 400
+
+
+def test_a_mailbox_not_routable_yet_joins_after_the_recheck() -> None:
+    snap = _org_of(3)
+    now = [0.0]
+    ready = {"m0", "m1"}
+    directory = ConfigDirectory(
+        lambda: snap, lambda m: m in ready, recheck_s=0.5, clock=lambda: now[0]
+    )
+    assert [m.mailbox_id for m in directory.mailboxes_for("o1")] == ["m0", "m1"]
+    ready.add("m2")
+    now[0] = 0.4
+    assert len(directory.mailboxes_for("o1")) == 2  # the view is still fresh
+    now[0] = 0.6
+    assert [m.mailbox_id for m in directory.mailboxes_for("o1")] == ["m0", "m1", "m2"]
