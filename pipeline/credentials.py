@@ -37,9 +37,9 @@ def _kind(settings: CredentialSettings, service: str) -> str:
         return "workload_identity"
     prefix = f"DYNASYNC_{service.upper()}__"
     raise CredentialError(
-        f"{service.capitalize()} credentials missing: set {prefix}CREDENTIAL (client_secret, certificate, "
-        f"managed_identity or workload_identity) and its values, or {prefix}STATIC_TOKEN for "
-        "the emulator"
+        f"{service.capitalize()} credentials missing: set {prefix}CREDENTIAL (client_secret, "
+        f"certificate, managed_identity or workload_identity) and its values, or "
+        f"{prefix}STATIC_TOKEN for the emulator"
     )
 
 
