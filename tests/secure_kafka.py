@@ -56,7 +56,7 @@ class BrokerUnavailableError(RuntimeError):
 
 def missing_tools() -> list[str]:
     """The programs this helper needs that are not on PATH."""
-    return [tool for tool in ("java", "openssl", "mvn") if shutil.which(tool) is None]
+    return [tool for tool in ("java", "openssl") if shutil.which(tool) is None]
 
 
 def kafka_libs() -> Path:
