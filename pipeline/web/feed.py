@@ -20,7 +20,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.kafka_clients import KafkaClients, KafkaConnection
-from pipeline.dlq import parse_record
+from pipeline.dlq import parse_record, topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class RecentFeed:
     ) -> None:
         if keep < 1:
             raise ValueError("keep must be >= 1")
+        self._kafka = kafka
         self._clients = KafkaClients(kafka)
         self._conflicts_topic = conflicts_topic
         self._dlq_topic = dlq_topic
@@ -116,7 +117,7 @@ class RecentFeed:
             tps = [
                 TopicPartition(topic, p)
                 for topic in (self._conflicts_topic, self._dlq_topic)
-                for p in sorted(await consumer.partitions_for_topic(topic) or ())
+                for p in await topic_partitions(self._kafka, topic)
             ]
             consumer.assign(tps)
             begins = await consumer.beginning_offsets(tps)
