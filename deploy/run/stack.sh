@@ -12,7 +12,9 @@
 # Environment: WORKERS (1: one `dynasync run` with its own webhook receiver, pid in worker.pid;
 # N > 1: N workers sharing the mailboxes by partition, pids in worker-1.pid ... worker-N.pid,
 # and one `dynasync receiver` process they all read from), KAFKA_PORT (9092), GRAPH_PORT (8081),
-# DATAVERSE_PORT (8082), RECEIVER_PORT (8090: the webhook receiver), STACK_RUN_DIR (.run/stack), STACK_PYTHON (.venv/bin/python),
+# DATAVERSE_PORT (8082), RECEIVER_PORT (8090: the webhook receiver), WEB_PORT (6066: worker N's
+# status page, /metrics, /healthz and /readyz on WEB_PORT+N-1; 0: any free port, read from its
+# log), STACK_RUN_DIR (.run/stack), STACK_PYTHON (.venv/bin/python),
 # STACK_START_TIMEOUT (60 s), STACK_STOP_TIMEOUT (15 s), WORKER_ARGS (arguments of the worker's
 # `dynasync run`; default: the Graph emulator's URL and webhooks on, the receiver's URL given as
 # the notification URL, so Graph notifications drive the Outlook reads and the rest is polled
@@ -33,6 +35,7 @@ KAFKA_PORT="${KAFKA_PORT:-$(cat "$RUN/kafka.port" 2>/dev/null || echo 9092)}"
 GRAPH_PORT="${GRAPH_PORT:-8081}"
 DATAVERSE_PORT="${DATAVERSE_PORT:-8082}"
 RECEIVER_PORT="${RECEIVER_PORT:-${DYNASYNC_RECEIVER__PORT:-8090}}"
+WEB_PORT="${WEB_PORT:-${DYNASYNC_WEB__PORT:-6066}}"
 START_TIMEOUT="${STACK_START_TIMEOUT:-60}"
 STOP_TIMEOUT="${STACK_STOP_TIMEOUT:-15}"
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
@@ -90,11 +93,26 @@ service_cmd() {
   esac
 }
 
+# web_port NAME: the port a worker is given for its status page (0: any free one).
+web_port() {
+  local n=1
+  [[ "$1" == worker-* ]] && n="${1#worker-}"
+  if ((10#$WEB_PORT == 0)); then echo 0; else echo $((10#$WEB_PORT + n - 1)); fi
+}
+
+# web_url NAME: where a worker serves its status page, as its log says.
+web_url() {
+  local line
+  line="$(grep -o 'status page, /metrics, /healthz and /readyz on http://[0-9.:]*' \
+    "$RUN/$1.log" 2>/dev/null | tail -n 1)" || true
+  echo "${line##* on }"
+}
+
 service_where() {
   case "$1" in
     graph) echo "http://127.0.0.1:$GRAPH_PORT" ;;
     dataverse) echo "http://127.0.0.1:$DATAVERSE_PORT" ;;
-    worker | worker-*) echo "Kafka $BOOTSTRAP, dynasync run $WORKER_ARGS" ;;
+    worker | worker-*) echo "status page $(web_url "$1")/ (metrics, healthz, readyz there); Kafka $BOOTSTRAP, dynasync run $WORKER_ARGS" ;;
     receiver) echo "http://127.0.0.1:$RECEIVER_PORT (Graph notifications to Kafka)" ;;
   esac
 }
@@ -175,6 +193,10 @@ start_service() {
     die "worker: its webhook receiver's port $RECEIVER_PORT on 127.0.0.1 is already in use" \
       "by another process (set RECEIVER_PORT)."
   fi
+  if [[ "$name" == worker* ]] && (($(web_port "$name") != 0)) && port_open "$(web_port "$name")"; then
+    die "$name: its status page's port $(web_port "$name") on 127.0.0.1 is already in use" \
+      "by another process (set WEB_PORT)."
+  fi
   cmd="$(service_cmd "$name")"
   local -a argv
   local launched
@@ -190,6 +212,7 @@ start_service() {
       receiver) export_worker_secrets ;; # the same Graph credential: the same clientState key
     esac
     export DYNASYNC_RECEIVER__PORT="$RECEIVER_PORT"
+    [[ "$name" == worker* ]] && export DYNASYNC_WEB__PORT="$(web_port "$name")"
     exec setsid "${argv[@]}" >"$RUN/$name.log" 2>&1 </dev/null
   ) &
   launched=$!
@@ -297,8 +320,11 @@ cmd_up() {
   check_port GRAPH_PORT "$GRAPH_PORT"
   check_port DATAVERSE_PORT "$DATAVERSE_PORT"
   check_port RECEIVER_PORT "$RECEIVER_PORT"
+  [[ "$WEB_PORT" == 0 ]] || check_port WEB_PORT "$WEB_PORT"
   [[ "$WORKERS" =~ ^[0-9]+$ ]] && ((10#$WORKERS >= 1 && 10#$WORKERS <= 16)) ||
     die "invalid WORKERS '$WORKERS' (want 1-16)"
+  [[ "$WEB_PORT" == 0 ]] || ((10#$WEB_PORT + 10#$WORKERS - 1 <= 65535)) ||
+    die "invalid WEB_PORT '$WEB_PORT': its $WORKERS worker(s) need WEB_PORT..WEB_PORT+$((WORKERS - 1)) within 1-65535"
   if [[ -f "$RUN/workers" && "$(cat "$RUN/workers")" != "$WORKERS" ]] && any_running; then
     die "the stack runs with $(cat "$RUN/workers") worker(s); make down first to change WORKERS"
   fi
