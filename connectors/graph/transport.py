@@ -195,7 +195,6 @@ class GraphTransport:
             raise InvalidResponseError(f"{what}: unexpected HTTP {resp.status_code}")
         return GraphResponse(resp.status_code, resp.headers, decode_body(resp.content, what))
 
-
     def _count(self, status: int | None) -> None:
         if self._meter is not None:
             self._meter.request_done("graph", status)
