@@ -49,6 +49,12 @@ CONFIG = TopicSpec(
 CURSORS = TopicSpec(
     "cursors", "cursor_key", "Delta links, change tokens, subscriptions", compacted=True
 )
+MAILBOX_STATUS = TopicSpec(
+    "mailbox.status",
+    "mailbox_id",
+    "Each mailbox's health as its worker sees it (MailboxHealth)",
+    compacted=True,
+)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     GRAPH_NOTIFICATIONS,
@@ -63,6 +69,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     DLQ,
     CONFIG,
     CURSORS,
+    MAILBOX_STATUS,
 )
 
 

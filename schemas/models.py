@@ -303,6 +303,60 @@ class FieldDirections:
     record_type: Literal["field_directions"] = "field_directions"
 
 
+SyncState: TypeAlias = Literal["ok", "retrying", "failing", "disabled", "paused", "idle"]
+"""How one direction or kind of a mailbox fares: ``ok`` (its last try worked), ``retrying``
+(a passing failure, backing off), ``failing`` (a permanent refusal, tried again before it is
+disabled), ``disabled``, ``paused`` (mass-delete guard) or ``idle`` (nothing tried yet)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSync:
+    """The last successful sync of one stream (an Outlook folder or list, a CRM table)."""
+
+    side: Side
+    kind: Kind
+    stream: str = field(metadata={"minLength": 1, "maxLength": 600})
+    last_success: str | None = field(default=None, metadata=_TIME)
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxHealth:
+    """One mailbox as the worker that owns it sees it (topic ``mailbox.status``, compacted,
+    key: the mailbox id). ``incoming`` is Outlook→CRM, ``outgoing`` CRM→Outlook."""
+
+    mailbox_id: str = field(metadata=_ID)
+    worker: str = field(metadata={"minLength": 1, "maxLength": 256})
+    updated_at: str = field(metadata=_TIME)
+    incoming: SyncState = "idle"
+    outgoing: SyncState = "idle"
+    kinds: dict[str, SyncState] = field(
+        default_factory=dict,
+        metadata={
+            "maxProperties": 4,
+            "propertyNames": {"enum": ["email", "contact", "appointment", "task"]},
+            "description": "Each kind's state (email, contact, appointment, task)",
+        },
+    )
+    streams: list[StreamSync] = field(default_factory=list, metadata={"maxItems": 64})
+    errors: dict[str, int] = field(
+        default_factory=dict,
+        metadata={
+            "maxProperties": 8,
+            "propertyNames": {"pattern": "^[a-z_]{1,32}$"},
+            "description": "Errors counted since the worker took the mailbox, by where",
+        },
+    )
+    last_error: str | None = field(default=None, metadata={"maxLength": 500})
+    last_error_at: str | None = field(default=None, metadata=_TIME)
+    failing_since: str | None = field(default=None, metadata=_TIME)
+    failed_tries: int = field(default=0, metadata={"minimum": 0})
+    open_conflicts: int = field(default=0, metadata={"minimum": 0})
+    alerts: list[str] = field(
+        default_factory=list, metadata={"maxItems": 20, "description": "Recent alerts"}
+    )
+    record_type: Literal["mailbox_health"] = "mailbox_health"
+
+
 #: Every top-level message type, by the file stem of its JSON Schema.
 MESSAGE_TYPES: dict[str, type[Any]] = {
     "item_change": ItemChange,
@@ -314,6 +368,7 @@ MESSAGE_TYPES: dict[str, type[Any]] = {
     "mailbox": Mailbox,
     "filter": FilterRecord,
     "field_directions": FieldDirections,
+    "mailbox_health": MailboxHealth,
 }
 
 ConfigRecord: TypeAlias = Organisation | Mailbox | FilterRecord | FieldDirections
