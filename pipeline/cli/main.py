@@ -26,6 +26,7 @@ COMMANDS = {
         "synchronizing mailboxes: add, import, approve, enable, status, ...",
     ),
     "dlq": Lazy("pipeline.cli.dlq:dlq", "records the pipeline parked: list, replay"),
+    "fields": Lazy("pipeline.cli.fields:fields", "per-field sync directions and policies"),
     "topics": Lazy("pipeline.cli.topics:topics", "the Kafka topics of the catalogue"),
     "run": Lazy("pipeline.cli.run:run", "run the whole pipeline in this process until SIGTERM"),
     "receiver": Lazy("pipeline.cli.receiver:receiver", "run the Graph webhook receiver on its own"),
