@@ -34,6 +34,7 @@ from connectors.kafka_clients import KafkaClients
 from pipeline.app import App, Stage, WindowSize
 from pipeline.crm_facts import Directories, with_crm_facts
 from pipeline.plan import DEFAULT_TABLE, Alert, MailboxRules, Plan, apply_outcome, plan
+from pipeline.reconcile import plan_link
 from pipeline.settings import Settings
 from pipeline.stages.guard import (
     CONTROL_HEADER,
@@ -62,6 +63,7 @@ from pipeline.state import (
 from pipeline.topics import CHANGES_CRM, CHANGES_OUTLOOK, OUTCOMES, topic_name
 from schemas.codec import loads
 from schemas.models import ItemChange, WriteOutcome
+from schemas.resync import LINK_CONTROL, decode_proposal
 from schemas.types import Side
 
 log = logging.getLogger(__name__)
@@ -217,7 +219,7 @@ def engine_stage(
                 return
             control = _header(event, CONTROL_HEADER)
             if control is not None:
-                await _control(event, control)
+                await _control(event, control, sends)
                 return
             change = loads(ItemChange, raw, check=False)
             mailbox_id = change.mailbox_id or (event.key or b"").decode()
@@ -255,8 +257,19 @@ def engine_stage(
             sends += await publisher.emit(result.actions, source_ms=stamp)
             store_plan(mailbox_id, link, result)
 
-        async def _control(event: Record, command: bytes) -> None:
+        async def _control(event: Record, command: bytes, sends: list[asyncio.Future[Any]]) -> None:
             mailbox_id = (event.key or b"").decode()
+            if command == LINK_CONTROL:
+                proposal = decode_proposal(event.value or b"")
+                if proposal.mailbox_id != mailbox_id:
+                    raise ValueError(f"link record of {proposal.mailbox_id!r} keyed {mailbox_id!r}")
+                old_o = store.find(proposal.outlook, mailbox_id)
+                old_c = store.find(proposal.crm, mailbox_id)
+                result = plan_link(proposal, old_o, old_c, rules.rules_for(mailbox_id), clock())
+                _log_drop(f"link {proposal.key}", result)
+                sends += await publisher.emit(result.actions)
+                store_plan(mailbox_id, None, result)
+                return
             if command != b"resume" or not mailbox_id:
                 raise ValueError(f"unknown control record {command!r} for {mailbox_id!r}")
             state = guard_state(mailbox_id)
