@@ -73,6 +73,7 @@ from pipeline.app import App, build_app
 from pipeline.assignment import ReaderAssignment, ReaderFactory
 from pipeline.config_store import ConfigSnapshot, ConfigStore
 from pipeline.crm_directory import CrmDirectory
+from pipeline.mailbox_health import HealthBook, HealthPublisher
 from pipeline.mailbox_runner import MailboxRunner, RunnerPolicy, RunnerState, describe
 from pipeline.ownership import MailboxOwnership
 from pipeline.plan import Alert
@@ -90,12 +91,14 @@ from pipeline.topics import (
     CURSORS,
     DLQ,
     GRAPH_NOTIFICATIONS,
+    MAILBOX_STATUS,
     topic_name,
 )
 from pipeline.web.feed import RecentFeed
 from pipeline.web.metrics import WorkerMetrics
 from pipeline.web.server import StatusWeb, WebServer, create_web_app
-from schemas.models import Mailbox
+from schemas.codec import dumps
+from schemas.models import Mailbox, MailboxHealth
 from schemas.token import TrackingTokenFormat
 from schemas.types import CRM_TABLES, CrmTable, Kind
 
@@ -265,6 +268,8 @@ class Pipeline:
         self._seen_at: dict[str, float] = dict.fromkeys(config.mailboxes, -math.inf)
         #: admits this many mailboxes' full passes at a time (see ``full_pass_concurrency``)
         self._full_gate = asyncio.Semaphore(self.options.full_pass_concurrency)
+        self.health = HealthBook(settings.app_id)
+        """What this worker saw of the mailboxes it reads (published on ``mailbox.status``)."""
         self.metrics = WorkerMetrics()
         """This worker's Prometheus metrics (served on ``settings.web``)."""
         self._web: WebServer | None = None
@@ -311,6 +316,32 @@ class Pipeline:
     def mailbox_runner(self, mailbox_id: str) -> MailboxRunner | None:
         """The mailbox's Outlook reader in this process (its passes, waits, wakes), if any."""
         return self._runners.get(mailbox_id)
+
+    def health_records(self) -> list[MailboxHealth]:
+        """The status record of each mailbox this worker reads now."""
+        feed, records = self._feed, []
+        for mailbox_id, runner in sorted(self._runners.items()):
+            mailbox = self._config.mailboxes.get(mailbox_id)
+            if mailbox is None:
+                continue
+            conflicts, alerts = 0, []
+            if feed is not None:
+                conflicts = sum(
+                    1
+                    for c in feed.conflicts
+                    if c.mailbox_id == mailbox_id and c.policy == "manual" and c.winner == "none"
+                )
+                alerts = [f"{a.at} {a.reason}" for a in feed.alerts if a.mailbox_id == mailbox_id]
+            records.append(
+                self.health.record(mailbox, runner, open_conflicts=conflicts, alerts=alerts)
+            )
+        return records
+
+    async def _send_health(self, mailbox_id: str, record: MailboxHealth) -> None:
+        producer = self._alert_producer
+        if producer is not None:
+            topic = topic_name(MAILBOX_STATUS, self._kafka)
+            await producer.send_and_wait(topic, dumps(record), key=mailbox_id.encode())
 
     def _settled(self, mailbox_id: str, share: float = 1.0) -> bool:
         """Whether ``mailbox_id`` has been in the configuration long enough to be read (or,
@@ -370,7 +401,7 @@ class Pipeline:
         stages = [
             fanout_stage(ConfigDirectory(lambda: self._config, self._routable)),
             engine_stage(ConfigRules(lambda: self._config), directories=self._directory),
-            writers_stage(self._connections, ownership=self._ownership),
+            writers_stage(self._connections, ownership=self._ownership, observe=self.health.wrote),
         ]
         self._app = build_app(settings, stages, meter=self.metrics)
         await self._app.start()
@@ -380,6 +411,9 @@ class Pipeline:
         self._alert_producer = KafkaClients(kafka).producer(acks="all")
         await self._alert_producer.start()
         self._alerts = Publisher.over(self._alert_producer, settings)
+        self._service_tasks.append(
+            asyncio.create_task(HealthPublisher(self.health_records, self._send_health).run())
+        )
         self._reader = OutlookReader(
             self._streams_for,
             self._publisher,
@@ -650,6 +684,7 @@ class Pipeline:
         for key in set(self._runners) - set(self._mailbox_tasks):
             del self._runners[key]
             self._failing.discard(key)
+            self.health.forget(key)
         for mailbox_id in sorted(wanted - set(self._mailbox_tasks)):
             self._mailbox_tasks[mailbox_id] = asyncio.create_task(self._run_mailbox(mailbox_id))
 
@@ -665,7 +700,16 @@ class Pipeline:
             # full: every stream once: the initial sync, the safety net, or after failing
             if full and self._subscriptions is not None:
                 await self._subscriptions.ensure(mailbox_id)
-            results = await reader.sync_mailbox(mailbox_id, None if full else kinds)
+            try:
+                results = await reader.sync_mailbox(mailbox_id, None if full else kinds)
+            except Exception as exc:
+                self.health.error(mailbox_id, "reader", describe(exc))
+                raise
+            kind_of = {s.stream_id: s.stream.kind for s in self._streams.get(mailbox_id, ())}
+            self.health.read(
+                mailbox_id,
+                [(kind_of[r.stream_id], r.stream_id) for r in results if r.stream_id in kind_of],
+            )
             return sum(r.published for r in results)
 
         options, health = self.options, self.settings.health
@@ -696,6 +740,7 @@ class Pipeline:
     async def _mailbox_failing(self, mailbox_id: str, error: str) -> None:
         """Alert, drop what is cached of the mailbox, and record the failing state."""
         self._failing.add(mailbox_id)
+        self.health.failing(mailbox_id, True)
         self._streams.pop(mailbox_id, None)
         alert = Alert(mailbox_id, f"mailbox_failing: {error}", caused_by="outlook-reader")
         if self._alerts is not None:
@@ -709,6 +754,7 @@ class Pipeline:
 
     async def _mailbox_recovered(self, mailbox_id: str) -> None:
         self._failing.discard(mailbox_id)
+        self.health.failing(mailbox_id, False)
         await self._update_mailbox(
             mailbox_id,
             lambda m: (

@@ -40,13 +40,16 @@ from pipeline.stages.retry import GaveUpError, WritePolicy, apply_batch
 from pipeline.stages.stream import LINGER_MS, GroupConsumer, Record
 from pipeline.topics import COMMANDS_CRM, COMMANDS_OUTLOOK, OUTCOMES, topic_name
 from schemas.codec import dumps, loads
-from schemas.models import WriteCommand
+from schemas.models import WriteCommand, WriteOutcome
 from schemas.types import Side
 
 log = logging.getLogger(__name__)
 
 #: Builds (or looks up) the sink for one side of one mailbox: (target, org_id, mailbox_id).
 SinkFactory = Callable[[Side, str, str], CommandSink]
+
+#: Told each write's result (an outcome, or the error it was parked with), per side.
+WriteObserver = Callable[[Side, WriteCommand, WriteOutcome | BaseException], None]
 
 #: Commands one ``apply`` call takes at most, per side: Graph's ``$batch`` holds 20 requests;
 #: a Dataverse changeset holds up to 1,000 operations.
@@ -72,11 +75,13 @@ def writers_stage(
     window: WindowSize | None = None,
     *,
     ownership: MailboxOwnership | None = None,
+    observe: WriteObserver | None = None,
 ) -> Stage:
     """The writer stage applying commands through ``sinks`` with ``policy`` (default
     :class:`WritePolicy`); ``window.events`` bounds the open commands per partition. Each
     side's :class:`CommandWriter` runs while the app runs; if it fails, the app crashes. The
-    Outlook writer's assignment decides ``ownership`` (which mailboxes this worker reads)."""
+    Outlook writer's assignment decides ``ownership`` (which mailboxes this worker reads);
+    ``observe`` is told every write's result (the mailbox status)."""
     retries = policy or WritePolicy()
     size = window or WindowSize(events=1_000)
 
@@ -94,6 +99,7 @@ def writers_stage(
                     max_held=size.events,
                     ownership=ownership if side == "outlook" else None,
                     meter=app.meter,
+                    observe=observe,
                 ),
             )
 
@@ -115,6 +121,7 @@ class CommandWriter(GroupConsumer):
         commit_interval_s: float = 0.5,
         ownership: MailboxOwnership | None = None,
         meter: StageMeter | None = None,
+        observe: WriteObserver | None = None,
     ) -> None:
         if max_held < 2:
             raise ValueError("max_held must be >= 2")
@@ -139,6 +146,7 @@ class CommandWriter(GroupConsumer):
         self._ownership = ownership
         self._topic = self._topics[0]
         self._meter = meter
+        self._observe = observe
 
     def backlog(self, mailbox_id: str) -> int:
         """Commands of ``mailbox_id`` waiting in its lane here."""
@@ -197,6 +205,8 @@ class CommandWriter(GroupConsumer):
                     self._meter.write_done(self.side, max(0.0, now_ms - job.source_ms) / 1000)
             self.records_out += 1
             Progress.complete(held, [sent])
+            if self._observe is not None and isinstance(result, WriteOutcome | BaseException):
+                self._observe(self.side, cmd, result)
 
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
         if self._ownership is not None:
