@@ -26,6 +26,9 @@ COMMANDS = {
         "synchronizing mailboxes: add, import, approve, enable, status, ...",
     ),
     "dlq": Lazy("pipeline.cli.dlq:dlq", "records the pipeline parked: list, replay"),
+    "filters": Lazy(
+        "pipeline.cli.filters:filters", "sync filters (FetchXML): import, list, show, set, remove"
+    ),
     "fields": Lazy("pipeline.cli.fields:fields", "per-field sync directions and policies"),
     "topics": Lazy("pipeline.cli.topics:topics", "the Kafka topics of the catalogue"),
     "run": Lazy("pipeline.cli.run:run", "run the whole pipeline in this process until SIGTERM"),

@@ -7,7 +7,9 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.unit.cli.invoke import Ran, dynasync
@@ -82,3 +84,131 @@ async def test_fields_show_and_set(cli: Cli) -> None:
         (await cli("fields", "show", "--org", "contoso", "--kind", "contact", "--json")).out
     )
     assert shown["conflict_policy"] == "manual"  # the dry run wrote nothing
+
+
+MY_CONTACTS = (
+    '<fetch version="1.0" mapping="logical"><entity name="contact">'
+    '<filter type="and"><condition attribute="ownerid" operator="eq-userid" />'
+    '<condition attribute="statecode" operator="eq" value="0" /></filter></entity></fetch>'
+)
+MY_TASKS = (
+    '<fetch><entity name="task"><filter><condition attribute="ownerid" operator="eq-userid"/>'
+    "</filter></entity></fetch>"
+)
+USER_A = "00000000-0000-4000-8000-0000000000aa"
+
+
+async def test_filters_from_a_file_and_from_dataverse(
+    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiohttp.test_utils import TestServer
+
+    from connectors.dataverse.auth import StaticToken
+    from connectors.dataverse.client import DataverseClient
+    from emulators.dataverse import EmulatorConfig, create_app
+
+    server = TestServer(create_app(EmulatorConfig()), host="127.0.0.1")
+    await server.start_server()
+    origin = f"http://127.0.0.1:{server.port}"
+    client = DataverseClient(origin + "/api/data/v9.2", StaticToken("t"))
+    await client.start()
+    prefix = f"clifilt{uuid.uuid4().hex[:8]}."
+    monkeypatch.setenv("DYNASYNC_DATAVERSE__STATIC_TOKEN", "t")
+
+    async def cli(*args: str) -> Ran:
+        common = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+        return await asyncio.to_thread(dynasync, *args, *common)
+
+    async def userquery(name: str, fetchxml: str) -> str:
+        resp = await client.request(
+            "POST",
+            "userqueries",
+            json={"name": name, "fetchxml": fetchxml, "querytype": 256, "returnedtypecode": None},
+            run_as=USER_A,
+            safe=False,
+        )
+        entity = resp.headers["odata-entityid"]
+        return entity[entity.rindex("(") + 1 : -1]
+
+    try:
+        async with aiohttp.ClientSession() as http:
+            seed = {"systemusers": [{"systemuserid": USER_A, "fullname": "Alice A"}]}
+            async with http.post(f"{origin}/_emulator/seed", json=seed) as resp:
+                assert resp.status < 300
+        assert (await cli("topics", "create", "--partitions", "1")).code == 0
+        assert (await cli("org", "add", "--org", "contoso", "--url", origin)).code == 0
+        ran = await cli(
+            "mailbox",
+            "add",
+            "--upn",
+            "alice@contoso.test",
+            "--org",
+            "contoso",
+            "--systemuser",
+            USER_A,
+        )
+        assert ran.code == 0, ran
+        mailbox = json.loads((await cli("mailbox", "list", "--json")).out)[0]["mailbox_id"]
+
+        # from a file
+        path = tmp_path / "tasks.xml"
+        path.write_text(MY_TASKS)
+        ran = await cli(
+            "filters",
+            "import",
+            "--org",
+            "contoso",
+            "--file",
+            str(path),
+            "--id",
+            "my-tasks",
+            "--mailbox",
+            mailbox,
+            "--json",
+        )
+        assert ran.code == 0, ran
+        assert json.loads(ran.out)["table"] == "task"
+
+        # from Dataverse: one good, one the subset does not take
+        good = await userquery("My Active Contacts", MY_CONTACTS)
+        bad = await userquery("Odd", '<fetch><entity name="contact"><foo/></entity></fetch>')
+        ran = await cli("filters", "import", "--org", "contoso", "--json")
+        assert ran.code == 0, ran
+        report = json.loads(ran.out)
+        assert [f["filter_id"] for f in report["added"]] == [f"userquery:{good}"]
+        assert [e["row_id"] for e in report["errors"]] == [bad]
+        assert report["removed"] == []
+
+        # the user edits the filter in Dynamics: a re-import updates, nothing duplicated
+        await client.request(
+            "PATCH", f"userqueries({good})", json={"name": "Renamed"}, run_as=USER_A, safe=False
+        )
+        ran = await cli("filters", "import", "--org", "contoso", "--json")
+        report = json.loads(ran.out)
+        assert [f["name"] for f in report["updated"]] == ["Renamed"] and not report["added"]
+        listed = json.loads((await cli("filters", "list", "--json")).out)
+        assert sorted(f["filter_id"] for f in listed) == sorted([f"userquery:{good}", "my-tasks"])
+
+        # the user deletes it in Dynamics: the next import removes it (the file's one stays)
+        await client.request("DELETE", f"userqueries({good})", run_as=USER_A, safe=False)
+        dry = json.loads(
+            (await cli("filters", "import", "--org", "contoso", "--dry-run", "--json")).out
+        )
+        assert [f["filter_id"] for f in dry["removed"]] == [f"userquery:{good}"]
+        ran = await cli("filters", "import", "--org", "contoso", "--json")
+        assert [f["filter_id"] for f in json.loads(ran.out)["removed"]] == [f"userquery:{good}"]
+        listed = json.loads((await cli("filters", "list", "--json")).out)
+        assert [f["filter_id"] for f in listed] == ["my-tasks"]
+
+        shown = json.loads((await cli("filters", "show", "my-tasks", "--json")).out)
+        assert shown["fetchxml"] == MY_TASKS
+        ran = await cli("filters", "set", "my-tasks", "--disable", "--name", "Tasks", "--json")
+        assert json.loads(ran.out)["enabled"] is False
+        ran = await cli("filters", "remove", "my-tasks")
+        assert ran.code == 0
+        ran = await cli("filters", "remove", "my-tasks")
+        assert ran.code == 1 and "does not exist" in ran.err and len(ran.err_lines) == 1
+        assert json.loads((await cli("filters", "list", "--json")).out) == []
+    finally:
+        await client.stop()
+        await server.close()
