@@ -10,7 +10,7 @@ import pytest
 from connectors.dataverse.filters import FilterImportError
 from pipeline.config_store import ConfigSnapshot
 from pipeline.filter_import import plan_import
-from schemas.models import FilterRecord, Mailbox, Organisation
+from schemas.models import FilterRecord, FilterSource, Mailbox, Organisation
 from tests.unit.cli.invoke import dynasync
 
 NOWHERE = ("--bootstrap", "127.0.0.1:1", "--timeout", "0.5")
@@ -87,7 +87,7 @@ def test_bad_arguments_are_one_line_and_exit_2(
 
 
 def _filter(filter_id: str, mailbox: str | None, name: str = "n", xml: str = GOOD) -> FilterRecord:
-    source = "userquery" if filter_id.startswith("userquery:") else "template"
+    source: FilterSource = "userquery" if filter_id.startswith("userquery:") else "template"
     return FilterRecord(
         filter_id=filter_id,
         org_id="o",
