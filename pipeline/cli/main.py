@@ -31,6 +31,7 @@ COMMANDS = {
     ),
     "fields": Lazy("pipeline.cli.fields:fields", "per-field sync directions and policies"),
     "topics": Lazy("pipeline.cli.topics:topics", "the Kafka topics of the catalogue"),
+    "resync": Lazy("pipeline.cli.resync:resync", "reconcile a mailbox's two sides, or replay it"),
     "run": Lazy("pipeline.cli.run:run", "run the whole pipeline in this process until SIGTERM"),
     "receiver": Lazy("pipeline.cli.receiver:receiver", "run the Graph webhook receiver on its own"),
     "demo": Lazy(
