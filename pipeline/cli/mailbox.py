@@ -20,7 +20,6 @@ from pipeline.cli.common import (
     kafka_options,
     kafka_settings,
     print_table,
-    run_kafka,
     short,
     with_config,
     write_json,
@@ -43,7 +42,11 @@ AUTO_TRACK = ("all", "replies", "from_crm_records", "from_email_enabled", "none"
         "import": Lazy(
             "pipeline.cli.mailbox_import:import_",
             "register many mailboxes at once from a CSV file",
-        )
+        ),
+        "status": Lazy(
+            "pipeline.cli.mailbox_status:status",
+            "a mailbox's state, last syncs, errors, conflicts, alerts and backlog",
+        ),
     },
 )
 def mailbox() -> None:
@@ -367,79 +370,6 @@ def remove(
     removed: str = with_config(bootstrap, topic_prefix, timeout, act)
     emit(as_json, {"mailbox_id": removed, "removed": True}, [f"removed mailbox {removed}"])
     return 0
-
-
-@mailbox.command("status")
-@click.argument("ident", metavar="MAILBOX", type=IDENT)
-@kafka_options
-@json_option
-def status(
-    ident: str, bootstrap: str | None, topic_prefix: str | None, timeout: float, as_json: bool
-) -> int:
-    """What the config and the runtime's records say of a mailbox: enabled or failing, its
-    last error, its alerts and what the pipeline parked for it in dlq."""
-    from pipeline.config_store import ConfigStore
-    from pipeline.dlq import Selection, list_dlq
-
-    kafka = kafka_settings(bootstrap, topic_prefix)
-
-    async def body() -> dict[str, Any]:
-        async with ConfigStore(kafka, timeout_s=timeout) as store:
-            found = find_mailbox(store.snapshot, ident)
-            problems = [
-                str(p) for p in store.snapshot.problems if p.key == f"mailbox:{found.mailbox_id}"
-            ]
-        try:
-            parked = await list_dlq(
-                kafka, Selection(mailboxes=frozenset({found.mailbox_id})), timeout_s=timeout
-            )
-        except LookupError:
-            parked = []
-        counts: dict[str, int] = {}
-        for r in parked:
-            counts[r.reason] = counts.get(r.reason, 0) + 1
-        alerts = [
-            {"error": r.error, "dlq": f"{r.partition}:{r.offset}"}
-            for r in parked
-            if r.reason == "alert"
-        ]
-        return {
-            "mailbox": found,
-            "state": _state(found, problems),
-            "failing_since": found.failing_since,
-            "last_error": found.last_error,
-            "config_problems": problems,
-            "alerts": alerts,
-            "parked": counts,
-        }
-
-    report = run_kafka(kafka.bootstrap, body)
-    found = report["mailbox"]
-    lines = [
-        f"mailbox      {found.mailbox_id} ({found.upn}, organisation {found.org_id})",
-        f"state        {report['state']}",
-        f"config       {found.status}",
-    ]
-    if found.failing_since:
-        lines.append(f"failing      since {found.failing_since}")
-    if found.last_error:
-        lines.append(f"last error   {found.last_error}")
-    lines += [f"problem      {p}" for p in report["config_problems"]]
-    lines.append(f"alerts       {len(report['alerts'])}")
-    lines += [f"  {a['dlq']}  {short(a['error'], 100)}" for a in report["alerts"][-5:]]
-    parked = ", ".join(f"{n} {r}" for r, n in sorted(report["parked"].items())) or "none"
-    lines.append(f"dlq          {parked}")
-    emit(as_json, report, lines)
-    return 0
-
-
-def _state(m: Mailbox, problems: list[str]) -> str:
-    """One word: what the workers do with the mailbox now."""
-    if problems:
-        return "refused"  # a clash on the config topic: the runtime does not read it
-    if m.status == "enabled":
-        return "failing" if m.failing_since else "syncing"
-    return m.status
 
 
 @mailbox.command("track-folder")

@@ -82,8 +82,17 @@ async def test_topics_org_and_mailbox_commands(
         "config_problems",
         "alerts",
         "parked",
+        "health",
+        "health_age_s",
+        "partition",
+        "backlog",
     }
     assert (status["state"], status["alerts"], status["parked"]) == ("approved", [], {})
+    assert status["health"] is None  # no worker reads it
+    assert set(status["backlog"]) == {"engine", "writers-crm", "writers-outlook"}
+    ran = await run("mailbox", "status", "--json")
+    every = json.loads(ran.out)
+    assert len(every["mailboxes"]) == 50 and every["unreadable_status_records"] == 0
 
     # an organisation with mailboxes stays; alias, with none, goes
     ran = await run("org", "remove", "contoso")
