@@ -57,6 +57,7 @@ from pipeline.state import (
     correlation_id_for,
     derived_id,
 )
+from schemas.conflicts import ConflictClosed, ConflictResolution
 from schemas.fields import ABSENT_IF_NONE
 from schemas.models import (
     ChangeEvent,
@@ -140,7 +141,7 @@ class Drop:
     reason: str
 
 
-Action: TypeAlias = WriteCommand | ChangeEvent | ConflictEntry | Alert | Drop
+Action: TypeAlias = WriteCommand | ChangeEvent | ConflictEntry | ConflictClosed | Alert | Drop
 
 
 @dataclass(frozen=True, slots=True)
@@ -887,3 +888,41 @@ def _reconcile(b: _Builder) -> None:
     merged = _merge(b, "crm", dict(link.crm.seen), link.crm.seen_at or "", seen_version=None)
     b.actions = [a for a in merged.actions if not isinstance(a, Drop)]
     b.link = merged.link or link
+
+
+def resolve_conflict(
+    link: LinkState, resolution: ConflictResolution, rules: MailboxRules, now: str
+) -> Plan:
+    """Apply an operator's decision on a conflict the ``manual`` policy left open: the base
+    of the field moves to the losing side's value, so the re-merge sees only the chosen
+    side's change and writes it to the other side. Applied only while the link still holds
+    that very conflict open (same field and values); either way the conflict is closed."""
+    again = _reissued(link, resolution.resolution_id, rules, now)
+    if again:
+        return Plan(link, again)
+    b = _Builder(link, rules, resolution.resolution_id, now)
+    name = resolution.field
+    held = link.conflicts.get(name)
+    if link.unlinked or link.tombstone or link.outlook.deleted or link.crm.deleted:
+        reason = "the pair is no longer linked"
+    elif held != resolution.conflict_key:
+        reason = "no longer open (resolved, or superseded by a newer edit)"
+    else:
+        reason = ""
+    if not reason:
+        loser = link.side(other_side(resolution.take))
+        b.link = replace(link, base={**link.base, name: loser.seen.get(name, link.base.get(name))})
+        _reconcile(b)
+    closed = ConflictClosed(
+        conflict_id=resolution.conflict_id,
+        mailbox_id=link.mailbox_id,
+        correlation_id=link.correlation_id,
+        field=name,
+        take=resolution.take,
+        resolution_id=resolution.resolution_id,
+        applied=not reason,
+        reason=reason or f"took {resolution.take}",
+        closed_at=now,
+    )
+    b.actions.insert(0, closed)
+    return b.done()

@@ -33,7 +33,15 @@ from connectors.dataverse.ids import crm_row_id
 from connectors.kafka_clients import KafkaClients
 from pipeline.app import App, Stage, WindowSize
 from pipeline.crm_facts import Directories, with_crm_facts
-from pipeline.plan import DEFAULT_TABLE, Alert, MailboxRules, Plan, apply_outcome, plan
+from pipeline.plan import (
+    DEFAULT_TABLE,
+    Alert,
+    MailboxRules,
+    Plan,
+    apply_outcome,
+    plan,
+    resolve_conflict,
+)
 from pipeline.reconcile import plan_link
 from pipeline.settings import Settings
 from pipeline.stages.guard import (
@@ -62,6 +70,7 @@ from pipeline.state import (
 )
 from pipeline.topics import CHANGES_CRM, CHANGES_OUTLOOK, OUTCOMES, topic_name
 from schemas.codec import loads
+from schemas.conflicts import RESOLVE_CONTROL, decode_resolution
 from schemas.models import ItemChange, WriteOutcome
 from schemas.resync import LINK_CONTROL, decode_proposal
 from schemas.types import Side
@@ -269,6 +278,23 @@ def engine_stage(
                 _log_drop(f"link {proposal.key}", result)
                 sends += await publisher.emit(result.actions)
                 store_plan(mailbox_id, None, result)
+                return
+            if command == RESOLVE_CONTROL:
+                resolution = decode_resolution(event.value or b"")
+                if resolution.mailbox_id != mailbox_id:
+                    raise ValueError(
+                        f"resolution of {resolution.mailbox_id!r} keyed {mailbox_id!r}"
+                    )
+                held = store.get(mailbox_id, resolution.correlation_id)
+                found = rules.rules_for(mailbox_id)
+                if held is None or found is None:
+                    raise ValueError(
+                        f"resolution {resolution.resolution_id}: no link or rules for "
+                        f"{mailbox_id!r}/{resolution.correlation_id}"
+                    )
+                result = resolve_conflict(held, resolution, found, clock())
+                sends += await publisher.emit(result.actions)
+                store_plan(mailbox_id, held, result)
                 return
             if command != b"resume" or not mailbox_id:
                 raise ValueError(f"unknown control record {command!r} for {mailbox_id!r}")

@@ -29,6 +29,7 @@ from pipeline.topics import (
     topic_name,
 )
 from schemas.codec import dumps, event_to_kafka
+from schemas.conflicts import ConflictClosed
 from schemas.models import ChangeEvent, WriteCommand
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class Publisher:
                 headers, value = event_to_kafka(self._public(action))
                 key = action.data.mailbox_id.encode()
                 sent.append(await self.send(self.events, key, value, headers))
-            elif isinstance(action, ConflictEntry):
+            elif isinstance(action, ConflictEntry | ConflictClosed):
                 key = action.mailbox_id.encode()
                 sent.append(await self.send(self.conflicts, key, action.to_json()))
             elif isinstance(action, Alert):
