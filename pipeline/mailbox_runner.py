@@ -270,7 +270,7 @@ class MailboxRunner:
         if self.state != "failing":
             self.state = "failing"
             log.warning(
-                "%s: Graph refuses the mailbox (%s); failing: %d more tries %.0f s apart, "
+                "%s: the mailbox is refused (%s); failing: %d more tries %.0f s apart, "
                 "then it is disabled",
                 self.label,
                 error,

@@ -154,6 +154,10 @@ class RuntimeOptions:
     """Cap of an Outlook reader's exponential backoff after passing failures."""
     failure_summary_s: float = 60.0
     """How often a reader that keeps failing logs a summary line."""
+    crm_user_check_s: float = 300.0
+    """How often a mailbox's reader checks that Dataverse still lets it act as the mailbox's
+    CRM user (one impersonated WhoAmI; also on every full pass): a disabled or removed user is
+    a permanent failure, the mailbox failing and then disabled like one Graph refuses."""
     full_pass_concurrency: int = 16
     """How many mailboxes make a full pass (subscriptions ensured, every stream read) at once.
     A worker that starts with thousands of mailboxes admits them this many at a time, so their
@@ -169,6 +173,7 @@ class RuntimeOptions:
             "restart_delay_s",
             "max_restart_delay_s",
             "failure_summary_s",
+            "crm_user_check_s",
         ):
             value = getattr(self, name)
             if value is not None and not 0 < value <= 3600:
@@ -696,8 +701,19 @@ class Pipeline:
         if not webhooks:
             kinds = (*kinds, "task")
 
+        crm_checked: float | None = None
+
         async def sync(full: bool) -> int:
+            nonlocal crm_checked
             # full: every stream once: the initial sync, the safety net, or after failing
+            now = time.monotonic()
+            if full or crm_checked is None or now - crm_checked >= self.options.crm_user_check_s:
+                try:
+                    await self._check_crm_user(mailbox_id)
+                except Exception as exc:
+                    self.health.error(mailbox_id, "crm_user", describe(exc))
+                    raise
+                crm_checked = now
             if full and self._subscriptions is not None:
                 await self._subscriptions.ensure(mailbox_id)
             try:
@@ -730,6 +746,19 @@ class Pipeline:
         )
         self._runners[mailbox_id] = runner
         await runner.run()
+
+    async def _check_crm_user(self, mailbox_id: str) -> None:
+        """Act once as the mailbox's CRM user (WhoAmI with its impersonation header): a
+        disabled user is answered 403 (0x8004a104), a removed one 404, both permanent."""
+        mailbox = self._config.mailboxes.get(mailbox_id)
+        if mailbox is None or self._connections is None:
+            return
+        client = await self._connections.dataverse(mailbox.org_id)
+        await client.get_json(
+            "WhoAmI",
+            run_as=mailbox.systemuser_id,
+            what=f"WhoAmI as CRM user {mailbox.systemuser_id}",
+        )
 
     def _outlook_active(self, mailbox_id: str) -> None:
         """A notification pass found changes in the mailbox: poll its To Do soon again."""
