@@ -29,6 +29,9 @@ COMMANDS = {
     "filters": Lazy(
         "pipeline.cli.filters:filters", "sync filters (FetchXML): import, list, show, set, remove"
     ),
+    "conflicts": Lazy(
+        "pipeline.cli.conflicts:conflicts", "recorded conflicts: list the open ones, resolve"
+    ),
     "fields": Lazy("pipeline.cli.fields:fields", "per-field sync directions and policies"),
     "topics": Lazy("pipeline.cli.topics:topics", "the Kafka topics of the catalogue"),
     "resync": Lazy("pipeline.cli.resync:resync", "reconcile a mailbox's two sides, or replay it"),

@@ -212,3 +212,62 @@ async def test_filters_from_a_file_and_from_dataverse(
     finally:
         await client.stop()
         await server.close()
+
+
+async def test_conflicts_list_and_resolve_on_the_broker(cli: Cli, kafka_bootstrap: str) -> None:
+    """A manual conflict on the topic is listed; resolve sends the engine its control record
+    on changes.crm; once the engine's closing record is there, it is no longer listed. (The
+    engine's side of it is tests/unit/plan/test_resolve.py.)"""
+    from connectors.kafka_clients import KafkaClients
+    from pipeline.cli.common import kafka_settings
+    from pipeline.cli.topic_read import read_to_end
+    from pipeline.plan import ConflictEntry
+    from pipeline.rules import ConflictRecord
+    from pipeline.topics import CHANGES_CRM, CONFLICTS, topic_name
+    from schemas.conflicts import ConflictClosed, decode_resolution
+
+    names = [t["name"] for t in json.loads((await cli("topics", "list", "--json")).out)]
+    prefix = next(n for n in names if n.endswith("conflicts")).removesuffix("conflicts")
+    kafka = kafka_settings(kafka_bootstrap, prefix)
+    record = ConflictRecord("firstname", "Ann", "FromOutlook", "FromCrm", "manual", None)
+    entry = ConflictEntry(
+        "cid-1",
+        "mbx",
+        "contoso",
+        "corr",
+        "contact",
+        record,
+        "manual",
+        "chg",
+        "2030-01-01T00:00:00Z",
+    )
+    producer = KafkaClients(kafka).producer(acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic_name(CONFLICTS, kafka), entry.to_json(), key=b"mbx")
+        listed = json.loads((await cli("conflicts", "list", "--json")).out)
+        assert [c["conflict_id"] for c in listed["open"]] == ["cid-1"]
+        assert listed["open"][0]["crm"] == "FromCrm"
+        ran = await cli("conflicts", "resolve", "cid-1", "--take", "crm", "--json")
+        assert ran.code == 0, ran
+        sent = [r async for r in read_to_end(kafka, topic_name(CHANGES_CRM, kafka), timeout_s=10)]
+        (control,) = [r for r in sent if dict(r.headers).get("x-dynasync-control") == b"resolve"]
+        resolution = decode_resolution(control.value)
+        assert (resolution.conflict_id, resolution.take, control.key) == ("cid-1", "crm", b"mbx")
+        closed = ConflictClosed(
+            "cid-1",
+            "mbx",
+            "corr",
+            "firstname",
+            "crm",
+            resolution.resolution_id,
+            True,
+            "took crm",
+            "2030-01-01T00:00:01Z",
+        )
+        await producer.send_and_wait(topic_name(CONFLICTS, kafka), closed.to_json(), key=b"mbx")
+        assert json.loads((await cli("conflicts", "list", "--json")).out)["open"] == []
+        ran = await cli("conflicts", "resolve", "cid-1", "--take", "crm")
+        assert ran.code == 1 and "not open" in ran.err
+    finally:
+        await producer.stop()
