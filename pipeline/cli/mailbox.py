@@ -43,6 +43,10 @@ AUTO_TRACK = ("all", "replies", "from_crm_records", "from_email_enabled", "none"
             "pipeline.cli.mailbox_import:import_",
             "register many mailboxes at once from a CSV file",
         ),
+        "test": Lazy(
+            "pipeline.cli.mailbox_test:test",
+            "Test & Enable: Graph, Dataverse with impersonation, the webhook round trip",
+        ),
         "status": Lazy(
             "pipeline.cli.mailbox_status:status",
             "a mailbox's state, last syncs, errors, conflicts, alerts and backlog",
