@@ -33,6 +33,7 @@ COMMANDS = {
         "pipeline.cli.conflicts:conflicts", "recorded conflicts: list the open ones, resolve"
     ),
     "fields": Lazy("pipeline.cli.fields:fields", "per-field sync directions and policies"),
+    "replay": Lazy("pipeline.cli.replay:replay", "publish a topic's records again from a point"),
     "topics": Lazy("pipeline.cli.topics:topics", "the Kafka topics of the catalogue"),
     "resync": Lazy("pipeline.cli.resync:resync", "reconcile a mailbox's two sides, or replay it"),
     "run": Lazy("pipeline.cli.run:run", "run the whole pipeline in this process until SIGTERM"),
