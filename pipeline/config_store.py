@@ -105,14 +105,23 @@ class ConfigSnapshot:
     revision: int = field(default=0, compare=False)
     """Bumped by every ``apply`` and ``remove``: views built from the snapshot tell by it
     whether they are stale."""
+    _claims: dict[str, dict[str, Mailbox]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    """Identity key (:func:`claim_keys`) → the mailboxes claiming it, by id: built on the
+    first :meth:`check` and kept up to date by ``apply``/``remove``, so checking one more
+    mailbox of an organisation of thousands costs a few lookups, not a pass over all."""
 
     def apply(self, record: ConfigRecord) -> None:
         """Insert or replace ``record``."""
         self.revision += 1
         if isinstance(record, Organisation):
             self.organisations[record.org_id] = record
+            self._claims = None  # an organisation's URL is part of its users' identities
         elif isinstance(record, Mailbox):
+            self._unclaim(self.mailboxes.get(record.mailbox_id))
             self.mailboxes[record.mailbox_id] = record
+            self._claim(record)
         elif isinstance(record, FilterRecord):
             self.filters[record.filter_id] = record
         else:
@@ -123,15 +132,40 @@ class ConfigSnapshot:
         self.revision += 1
         kind, _, rest = key.partition(":")
         if kind == "organisation":
+            self._claims = None
             return self.organisations.pop(rest, None) is not None
         if kind == "mailbox":
-            return self.mailboxes.pop(rest, None) is not None
+            gone = self.mailboxes.pop(rest, None)
+            self._unclaim(gone)
+            return gone is not None
         if kind == "filter":
             return self.filters.pop(rest, None) is not None
         if kind == "directions":
             org, _, what = rest.rpartition(":")
             return self.directions.pop((org, what), None) is not None
         return False
+
+    def _claim_index(self) -> dict[str, dict[str, Mailbox]]:
+        if self._claims is None:
+            self._claims = {}
+            for mailbox in self.mailboxes.values():
+                self._claim(mailbox)
+        return self._claims
+
+    def _claim(self, mailbox: Mailbox) -> None:
+        if self._claims is not None:
+            for key in claim_keys(mailbox, org_identity(self.organisations)):
+                self._claims.setdefault(key, {})[mailbox.mailbox_id] = mailbox
+
+    def _unclaim(self, mailbox: Mailbox | None) -> None:
+        if self._claims is None or mailbox is None:
+            return
+        for key in claim_keys(mailbox, org_identity(self.organisations)):
+            holders = self._claims.get(key)
+            if holders is not None:
+                holders.pop(mailbox.mailbox_id, None)
+                if not holders:
+                    del self._claims[key]
 
     def get(self, key: str) -> ConfigRecord | None:
         """The record under ``key``, if any."""
@@ -162,7 +196,14 @@ class ConfigSnapshot:
         ):
             raise ConfigError(f"mailbox {record.mailbox_id!r} does not exist")
         if isinstance(record, Mailbox):
-            clash = mailbox_clash(record, self.mailboxes.values(), org_identity(self.organisations))
+            org_key = org_identity(self.organisations)
+            claims = self._claim_index()
+            holders = {
+                m.mailbox_id: m
+                for key in claim_keys(record, org_key)
+                for m in claims.get(key, {}).values()
+            }
+            clash = mailbox_clash(record, holders.values(), org_key) if holders else None
             if clash:
                 raise ConfigError(clash)
 
@@ -183,8 +224,7 @@ class ConfigSnapshot:
         found: list[ConfigProblem] = []
         claimed: dict[str, Mailbox] = {}
         for mailbox in sorted(self.mailboxes.values(), key=lambda m: m.mailbox_id):
-            user = _crm_identity(mailbox, org_key)
-            keys = [*mailbox_identities(mailbox), f"crm:{user[0]}:{user[1]}"]
+            keys = claim_keys(mailbox, org_key)
             holders = [claimed[k] for k in keys if k in claimed]
             clash = mailbox_clash(mailbox, holders, org_key) if holders else None
             if clash:
@@ -249,6 +289,13 @@ def org_identity(organisations: Mapping[str, Organisation]) -> OrgKey:
         )
 
     return key
+
+
+def claim_keys(mailbox: Mailbox, org_key: OrgKey) -> list[str]:
+    """Every identity ``mailbox`` claims: its Graph names (:func:`mailbox_identities`) and
+    its CRM user in its organisation; two mailboxes sharing one clash."""
+    org, user = _crm_identity(mailbox, org_key)
+    return [*mailbox_identities(mailbox), f"crm:{org}:{user}"]
 
 
 def _crm_identity(mailbox: Mailbox, org_key: OrgKey) -> tuple[str, str]:

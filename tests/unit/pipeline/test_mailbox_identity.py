@@ -9,8 +9,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipeline.config_store import ConfigError, ConfigSnapshot, mailbox_clash, mailbox_identities
+from pipeline.config_store import (
+    ConfigError,
+    ConfigSnapshot,
+    mailbox_clash,
+    mailbox_identities,
+    org_identity,
+)
 from schemas.models import Mailbox, Organisation
 
 SU1 = "11111111-1111-1111-1111-11111111aaaa"
@@ -131,3 +139,48 @@ def test_of_many_mailboxes_the_later_of_each_pair_in_id_order_is_named() -> None
     found = snapshot(*boxes, *dupes).clashes()
     later = [max(boxes[i].mailbox_id, d.mailbox_id) for i, d in zip((3, 1500), dupes, strict=True)]
     assert sorted(p.key for p in found) == sorted(f"mailbox:{m}" for m in later)
+
+
+_UPNS = ["ann@contoso.test", "ANN@contoso.test", "bob@contoso.test", "cy@contoso.test"]
+_USERS = [f"{i:08d}-0000-4000-8000-000000000000" for i in range(3)]
+_ORG_URLS = {"o1": "https://o1.crm.dynamics.com", "o2": "https://O1.crm.dynamics.com/"}
+
+
+@st.composite
+def _mailboxes(draw: st.DrawFn) -> Mailbox:
+    return Mailbox(
+        mailbox_id=draw(st.sampled_from(["m1", "m2", "m3", "m4"])),
+        upn=draw(st.sampled_from(_UPNS)),
+        org_id=draw(st.sampled_from(sorted(_ORG_URLS))),
+        systemuser_id=draw(st.sampled_from(_USERS)),
+    )
+
+
+@given(
+    st.lists(st.tuples(st.booleans(), _mailboxes()), max_size=12),
+    _mailboxes(),
+)
+@settings(max_examples=300, deadline=None)
+def test_the_claim_index_agrees_with_a_pass_over_every_mailbox(
+    steps: list[tuple[bool, Mailbox]], candidate: Mailbox
+) -> None:
+    """``check`` looks up an index kept by apply/remove; after any sequence of puts and
+    deletes it refuses exactly what comparing with every mailbox refuses."""
+    snap = ConfigSnapshot()
+    for org_id, url in _ORG_URLS.items():
+        snap.apply(Organisation(org_id=org_id, url=url))
+    for put, mailbox in steps:
+        snap.check(Organisation(org_id="o1", url=_ORG_URLS["o1"]))  # builds the index early
+        if put:
+            snap.apply(mailbox)
+        else:
+            snap.remove(f"mailbox:{mailbox.mailbox_id}")
+        expected = mailbox_clash(
+            candidate, snap.mailboxes.values(), org_identity(snap.organisations)
+        )
+        refused: str | None = None
+        try:
+            snap.check(candidate)
+        except ConfigError as exc:
+            refused = str(exc)
+        assert (refused is None) == (expected is None), (refused, expected)
