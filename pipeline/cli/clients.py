@@ -1,5 +1,6 @@
 """The aiokafka clients the ``dynasync`` commands build themselves, one small function per
-kind, so that how they connect (bootstrap, later TLS and SASL) is decided in one place.
+kind, each through :class:`connectors.kafka_clients.KafkaClients`: the bootstrap servers and
+the security settings (TLS, SASL) of one :class:`KafkaConnection` (``DYNASYNC_KAFKA__*``).
 aiokafka is imported when a client is made, not when a command module loads."""
 
 from __future__ import annotations
@@ -10,23 +11,25 @@ if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient
 
+    from connectors.kafka_clients import KafkaConnection
 
-def admin_client(bootstrap: str, **options: Any) -> AIOKafkaAdminClient:
+
+def admin_client(kafka: KafkaConnection, **options: Any) -> AIOKafkaAdminClient:
     """An admin client (not started)."""
-    from aiokafka.admin import AIOKafkaAdminClient
+    from connectors.kafka_clients import KafkaClients
 
-    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, **options)
+    return KafkaClients(kafka).admin(**options)
 
 
-def consumer(bootstrap: str, *topics: str, **options: Any) -> AIOKafkaConsumer:
+def consumer(kafka: KafkaConnection, *topics: str, **options: Any) -> AIOKafkaConsumer:
     """A consumer of ``topics`` (not started)."""
-    from aiokafka import AIOKafkaConsumer
+    from connectors.kafka_clients import KafkaClients
 
-    return AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, **options)
+    return KafkaClients(kafka).consumer(*topics, **options)
 
 
-def producer(bootstrap: str, **options: Any) -> AIOKafkaProducer:
+def producer(kafka: KafkaConnection, **options: Any) -> AIOKafkaProducer:
     """A producer (not started)."""
-    from aiokafka import AIOKafkaProducer
+    from connectors.kafka_clients import KafkaClients
 
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, **options)
+    return KafkaClients(kafka).producer(**options)

@@ -27,6 +27,7 @@ from pipeline.cli.params import KAFKA_TIMEOUT, TOPIC_PREFIX
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from connectors.kafka_clients import KafkaAccessError, KafkaConnection
     from pipeline.config_store import ConfigStore
     from pipeline.settings import KafkaSettings, Settings
 
@@ -75,7 +76,9 @@ def load_settings(overrides: dict[str, dict[str, Any]] | None = None) -> Setting
 def kafka_settings(
     bootstrap: str | None, topic_prefix: str | None = None, **more: Any
 ) -> KafkaSettings:
-    """The Kafka settings of the environment with the command line's overrides."""
+    """The Kafka settings of the environment with the command line's overrides (validated):
+    ``--bootstrap`` replaces only the servers, the security settings (``DYNASYNC_KAFKA__*``:
+    TLS, SASL) stay those of the environment."""
     values = {"bootstrap": bootstrap, "topic_prefix": topic_prefix, **more}
     return load_settings({"kafka": values}).kafka
 
@@ -166,24 +169,51 @@ def short(text: str, limit: int = 80) -> str:
 # -- running ----------------------------------------------------------------------------------
 
 
-def run_kafka(bootstrap: str, body: Callable[[], Awaitable[T]]) -> T:
-    """Run ``body()`` to completion; Kafka, network and config failures become one
-    :class:`CommandError` line."""
+def run_kafka(
+    kafka: KafkaConnection, body: Callable[[], Awaitable[T]], *, timeout_s: float = 10.0
+) -> T:
+    """Check that the cluster takes ``kafka``'s settings (:func:`check_kafka`, waiting at most
+    ``timeout_s`` per server), then run ``body()`` to completion; Kafka, network and config
+    failures become one :class:`CommandError` line (a setting that cannot be used: a
+    :class:`UsageError`)."""
     from aiokafka.errors import KafkaError
 
+    from connectors.kafka_clients import KafkaAccessError
     from pipeline.config_store import ConfigError
 
+    async def checked() -> T:
+        await check_kafka(kafka, timeout_s)
+        return await body()
+
     try:
-        return asyncio.run(_awaited(body))
+        return asyncio.run(checked())
+    except KafkaAccessError as exc:  # from body: e.g. an OAUTHBEARER token refused
+        raise kafka_refusal(exc) from None
     except (ConfigError, LookupError) as exc:
         raise CommandError(str(exc)) from None
     except (KafkaError, TimeoutError, OSError) as exc:
         reason = str(exc) or type(exc).__name__
-        raise CommandError(f"cannot use Kafka at {bootstrap}: {reason}") from None
+        raise CommandError(f"cannot use Kafka at {kafka.bootstrap}: {reason}") from None
 
 
-async def _awaited(body: Callable[[], Awaitable[T]]) -> T:
-    return await body()
+async def check_kafka(kafka: KafkaConnection, timeout_s: float = 10.0) -> None:
+    """Connect once with ``kafka``'s settings (TLS, SASL, a metadata request); a refusal is
+    the command's one line (:func:`kafka_refusal`)."""
+    from connectors.kafka_clients import KafkaAccessError, KafkaClients
+
+    try:
+        await KafkaClients(kafka).check(timeout_s)
+    except KafkaAccessError as exc:
+        raise kafka_refusal(exc) from None
+
+
+def kafka_refusal(exc: KafkaAccessError) -> click.ClickException:
+    """What a command exits with for ``exc``: a setting that cannot be used (an unreadable or
+    world-readable secret file, a bad CA file) is a :class:`UsageError` (exit 2); a cluster
+    that refused or did not answer a :class:`CommandError` (exit 1). One line either way."""
+    if exc.problem == "config":
+        return UsageError(f"Kafka settings: {exc}")
+    return CommandError(f"Kafka: {exc}")
 
 
 # -- lazy command groups ----------------------------------------------------------------------
@@ -262,7 +292,7 @@ def with_config(
                 click.echo(f"dynasync: warning: config {problem}", err=True)
             return await action(store)
 
-    return run_kafka(kafka.bootstrap, body)
+    return run_kafka(kafka, body, timeout_s=timeout)
 
 
 def checked(record: Any) -> None:

@@ -34,6 +34,7 @@ from pipeline.cli.common import (
     CommandError,
     UsageError,
     bootstrap_option,
+    check_kafka,
     json_option,
     load_settings,
     read_secret_file,
@@ -381,8 +382,13 @@ def demo(
         token=bearer,
     )
     narration = sys.stderr if as_json else sys.stdout
+
+    async def checked() -> list[StepResult]:
+        await check_kafka(options.kafka)
+        return await run_demo(options, narration)
+
     try:
-        results = asyncio.run(run_demo(options, narration))
+        results = asyncio.run(checked())
     except DemoError as exc:
         raise CommandError(f"demo: {exc}") from None
     missed = [r for r in results if r.seconds is None]

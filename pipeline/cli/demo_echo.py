@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,9 +14,15 @@ from pipeline.cli.clients import admin_client, consumer, producer
 from pipeline.cli.common import bootstrap_option, emit, json_option, kafka_settings, run_kafka
 from pipeline.cli.params import Checked, whole
 
+if TYPE_CHECKING:
+    from pipeline.settings import KafkaSettings
 
-async def demo_echo(bootstrap: str, *, messages: int = 5, timeout_s: float = 60.0) -> list[str]:
-    """Push ``messages`` records through an echo stage on the real broker; return lines."""
+
+async def demo_echo(
+    kafka: KafkaSettings | str, *, messages: int = 5, timeout_s: float = 60.0
+) -> list[str]:
+    """Push ``messages`` records through an echo stage on the real broker (``kafka``: its
+    settings, TLS and SASL included; a plain bootstrap string means PLAINTEXT); return lines."""
     from aiokafka.admin import NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
@@ -24,9 +30,11 @@ async def demo_echo(bootstrap: str, *, messages: int = 5, timeout_s: float = 60.
     from pipeline.settings import KafkaSettings, Settings
     from pipeline.stages.echo import echo_stage
 
+    if isinstance(kafka, str):
+        kafka = KafkaSettings(bootstrap=kafka)
     run = uuid.uuid4().hex[:8]
     source, sink = f"demo.{run}.in", f"demo.{run}.out"
-    admin = admin_client(bootstrap)
+    admin = admin_client(kafka)
     try:
         await admin.start()
         await admin.create_topics([NewTopic(source, 1, 1), NewTopic(sink, 1, 1)])
@@ -34,20 +42,20 @@ async def demo_echo(bootstrap: str, *, messages: int = 5, timeout_s: float = 60.
         pass
     finally:
         await admin.close()
-    settings = Settings(app_id=f"dynasync-demo-{run}", kafka=KafkaSettings(bootstrap=bootstrap))
+    settings = Settings(app_id=f"dynasync-demo-{run}", kafka=kafka)
     app = build_app(settings, [echo_stage(source, sink)])
     lines: list[str] = []
     started = time.monotonic()
     await app.start()
     try:
-        out = producer(bootstrap, acks="all")
+        out = producer(kafka, acks="all")
         try:
             await out.start()
             for i in range(messages):
                 await out.send_and_wait(source, f"hello #{i}".encode(), key=b"mailbox-demo")
         finally:
             await out.stop()
-        reader = consumer(bootstrap, sink, auto_offset_reset="earliest")
+        reader = consumer(kafka, sink, auto_offset_reset="earliest")
         try:
             await reader.start()
             while len(lines) < messages:
@@ -73,6 +81,6 @@ async def demo_echo(bootstrap: str, *, messages: int = 5, timeout_s: float = 60.
 def demo_echo_command(bootstrap: str | None, messages: int, as_json: bool) -> int:
     """(development) Send messages through an echo stage and show them."""
     kafka = kafka_settings(bootstrap)
-    lines = run_kafka(kafka.bootstrap, lambda: demo_echo(kafka.bootstrap, messages=messages))
+    lines = run_kafka(kafka, lambda: demo_echo(kafka, messages=messages))
     emit(as_json, {"lines": lines}, lines)
     return 0

@@ -24,7 +24,7 @@ async def wait_for_readers(
     seen: dict[str, float] = {}
     start = time.monotonic()
     consumer = kafka_consumer(
-        kafka.bootstrap,
+        kafka,
         topic,
         group_id=None,
         enable_auto_commit=False,

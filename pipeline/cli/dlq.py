@@ -66,7 +66,9 @@ def list_(
 
     kafka = kafka_settings(bootstrap, topic_prefix)
     selection = _selection(reasons, mailboxes)
-    records = run_kafka(kafka.bootstrap, lambda: list_dlq(kafka, selection, timeout_s=timeout))
+    records = run_kafka(
+        kafka, lambda: list_dlq(kafka, selection, timeout_s=timeout), timeout_s=timeout
+    )
     lines = [*(_line(r) for r in records), f"{len(records)} record(s)"]
     emit(as_json, [r.summary() for r in records], lines)
     return 0
@@ -94,8 +96,9 @@ def replay(
     app_id = load_settings().app_id
     selection = _selection(reasons, mailboxes)
     report = run_kafka(
-        kafka.bootstrap,
+        kafka,
         lambda: parked.replay(kafka, app_id, selection, dry_run=dry_run, timeout_s=timeout),
+        timeout_s=timeout,
     )
     verb = "would replay" if dry_run else "replayed"
     data = {

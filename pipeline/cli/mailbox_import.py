@@ -309,7 +309,7 @@ def import_(
                 await _write(store, [r.record for r in checked.write], show=not as_json)
             return checked
 
-    result = run_kafka(kafka.bootstrap, body)
+    result = run_kafka(kafka, body, timeout_s=timeout)
     added = [r.record.mailbox_id for r in result.write]
     data = {
         "dry_run": dry_run,

@@ -20,7 +20,9 @@ import click
 from pipeline.cli.common import (
     UsageError,
     bootstrap_option,
+    check_kafka,
     json_option,
+    kafka_refusal,
     load_settings,
     log_level_option,
     setup_logging,
@@ -54,9 +56,10 @@ async def serve_receiver(settings: Settings, stop: asyncio.Event) -> int:
         )
     except ValueError as exc:
         raise UsageError(f"{exc} (as the workers do)") from None
+    await check_kafka(kafka)
     await ensure_topics(kafka)
-    publisher = KafkaPublisher(kafka.bootstrap, client_id=f"{settings.app_id}-receiver")
-    cursors = KafkaCursorStore(publisher, kafka.bootstrap, topic_name(CURSORS, kafka))
+    publisher = KafkaPublisher(kafka, client_id=f"{settings.app_id}-receiver")
+    cursors = KafkaCursorStore(publisher, kafka, topic_name(CURSORS, kafka))
     server: ReceiverServer | None = None
     await publisher.start()
     try:
@@ -100,12 +103,17 @@ def receiver(
     setup_logging((log_level or settings.log_level).upper(), as_json=as_json)
 
     async def main() -> int:
+        from connectors.kafka_clients import KafkaAccessError
+
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         with contextlib.suppress(asyncio.CancelledError):
-            return await serve_receiver(settings, stop)
+            try:
+                return await serve_receiver(settings, stop)
+            except KafkaAccessError as exc:  # e.g. an OAUTHBEARER token refused at start
+                raise kafka_refusal(exc) from None
         return 0
 
     return asyncio.run(main())

@@ -27,7 +27,9 @@ from click.decorators import FC
 from pipeline.cli.common import (
     UsageError,
     bootstrap_option,
+    check_kafka,
     json_option,
+    kafka_refusal,
     load_settings,
     log_level_option,
     read_secret_file,
@@ -155,6 +157,20 @@ async def run_pipeline(
     return 0
 
 
+async def check_credentials(settings: Settings) -> None:
+    """Build (and close) the Graph and Dataverse credentials the settings describe, so that a
+    missing, contradictory or unreadable one is one line and exit 2 before anything starts."""
+    from connectors.credentials import build_credential
+    from pipeline.credentials import credential_config
+
+    for service, group in (("graph", settings.graph), ("dataverse", settings.dataverse)):
+        try:
+            credential = build_credential(credential_config(group, service))
+        except ValueError as exc:  # CredentialError, or azure-identity refusing a value
+            raise UsageError(f"{service} credential: {exc}") from None
+        await credential.close()
+
+
 def _dump_tasks() -> None:
     """Log where every task of the worker waits (``kill -USR1`` a stuck worker)."""
     out = io.StringIO()
@@ -268,13 +284,23 @@ def run(
     setup_logging((log_level or settings.log_level).upper(), as_json=as_json)
 
     async def main() -> int:
+        from connectors.credentials import CredentialError
+        from connectors.kafka_clients import KafkaAccessError
+
+        await check_credentials(settings)
+        await check_kafka(settings.kafka)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
-        return await run_pipeline(
-            settings, options=options, config_refresh_s=config_refresh, stop=stop
-        )
+        try:
+            return await run_pipeline(
+                settings, options=options, config_refresh_s=config_refresh, stop=stop
+            )
+        except CredentialError as exc:  # an organisation's credential, made at start
+            raise UsageError(f"credential: {exc}") from None
+        except KafkaAccessError as exc:  # e.g. an OAUTHBEARER token refused at start
+            raise kafka_refusal(exc) from None
 
     return asyncio.run(main())

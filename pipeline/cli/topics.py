@@ -50,7 +50,7 @@ async def ensure_topics(kafka: KafkaSettings, *, timeout_ms: int = 30_000) -> li
 
     from pipeline.topics import ALL_TOPICS, topic_name
 
-    admin = admin_client(kafka.bootstrap, request_timeout_ms=timeout_ms, client_id="dynasync-cli")
+    admin = admin_client(kafka, request_timeout_ms=timeout_ms, client_id="dynasync-cli")
     try:
         await admin.start()
         existing = await _partition_counts(admin)
@@ -152,7 +152,7 @@ def create(
         except TopicMismatchError as exc:
             raise LookupError(str(exc)) from None
 
-    reports = run_kafka(kafka.bootstrap, body)
+    reports = run_kafka(kafka, body)
     lines = [
         f"{'created' if r.created else 'exists '} {r.name} ({r.partitions} partitions)"
         for r in reports

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pipeline.cli.common import bootstrap_option, json_option, load_settings, setup_logging
+from pipeline.cli.common import (
+    bootstrap_option,
+    check_kafka,
+    json_option,
+    load_settings,
+    setup_logging,
+)
 
 if TYPE_CHECKING:
     from pipeline.app import Stage
@@ -49,6 +55,7 @@ def worker(bootstrap: str | None, stages: list[Stage], as_json: bool) -> int:
     app = build_app(settings, stages)
 
     async def serve() -> None:
+        await check_kafka(settings.kafka)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -118,5 +118,5 @@ def test_unreachable_broker_is_one_clear_line() -> None:
         port = probe.getsockname()[1]
     ran = dynasync("mailbox", "list", "--bootstrap", f"127.0.0.1:{port}", "--timeout", "2")
     assert ran.code == 1
-    assert ran.err.startswith(f"dynasync: cannot use Kafka at 127.0.0.1:{port}")
+    assert ran.err.startswith(f"dynasync: Kafka: cannot reach 127.0.0.1:{port}")
     assert len(ran.err_lines) == 1
