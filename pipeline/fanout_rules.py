@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
+from pipeline.rules.fetch_ops import user_key
 from pipeline.rules.fetchxml import EvalContext, FetchQuery, FetchXmlError, parse_fetchxml
 from pipeline.rules.templates import SYSTEM_TEMPLATES, Template
 from schemas.models import FilterRecord, ItemChange, Mailbox, MailboxStatus
@@ -136,6 +137,56 @@ def _queries(
         except ValueError as exc:  # anything else the parser refuses
             problems.append(FilterProblem(mailbox_id, name, f"{type(exc).__name__}: {exc}"))
     return queries, problems
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """An organisation's mailboxes for one table, indexed so that a record is evaluated only
+    against the mailboxes that may hold it. A mailbox whose every filter requires the record
+    to name its user in one attribute (``ownerid eq-userid``, as the system templates do) is
+    filed under that user: a record owned by someone else cannot match any of its filters,
+    so it is skipped unless it held the record before. Every other mailbox (a filter without
+    such a condition, a broken filter) is always evaluated."""
+
+    by_id: Mapping[str, MailboxFilters]
+    always: tuple[MailboxFilters, ...]
+    bound: Mapping[str, Mapping[str, tuple[MailboxFilters, ...]]]
+    """attribute → user key (:func:`pipeline.rules.fetch_ops.user_key`) → mailboxes."""
+
+    @classmethod
+    def build(cls, targets: Sequence[MailboxFilters], table: str, parse: Parser) -> Routing:
+        """Index ``targets`` (one organisation's) for records of ``table``."""
+        always: list[MailboxFilters] = []
+        bound: dict[str, dict[str, list[MailboxFilters]]] = {}
+        for target in targets:
+            queries, broken = _queries(target, table, parse)
+            attrs = {q.user_attribute() for q in queries}
+            attr = next(iter(attrs)) if len(attrs) == 1 else None
+            if broken or attr is None:
+                always.append(target)
+                continue
+            user = user_key(target.mailbox.systemuser_id)
+            bound.setdefault(attr, {}).setdefault(user, []).append(target)
+        return cls(
+            by_id={t.mailbox.mailbox_id: t for t in targets},
+            always=tuple(always),
+            bound={a: {u: tuple(ts) for u, ts in users.items()} for a, users in bound.items()},
+        )
+
+    def candidates(
+        self, attributes: Mapping[str, Any], previous: frozenset[str]
+    ) -> list[MailboxFilters]:
+        """The mailboxes :func:`fan_out` must consider for a record with ``attributes`` that
+        ``previous`` held: routing it to only these gives the same result as to all."""
+        found = {t.mailbox.mailbox_id: t for t in self.always}
+        for attr, users in self.bound.items():
+            for target in users.get(user_key(attributes.get(attr)), ()):
+                found[target.mailbox.mailbox_id] = target
+        for mailbox_id in previous:
+            held = self.by_id.get(mailbox_id)
+            if held is not None:
+                found[mailbox_id] = held
+        return list(found.values())
 
 
 def fan_out(

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.config_store import ConfigSnapshot
+from pipeline.fanout_rules import Parser, Routing
 from pipeline.plan import MailboxRules
 from pipeline.rules import DirectionsError, TrackingConfigError, TrackingLookup
 from pipeline.stages.fanout import StaticDirectory
@@ -160,3 +161,6 @@ class ConfigDirectory:
 
     def filters_for(self, mailbox_id: str, table: str) -> Sequence[FilterRecord]:
         return self._current().filters_for(mailbox_id, table)
+
+    def routing(self, org_id: str, table: str, parse: Parser) -> Routing:
+        return self._current().routing(org_id, table, parse)

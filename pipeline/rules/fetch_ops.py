@@ -82,6 +82,11 @@ def _text(value: Any) -> str:
     return text.casefold()
 
 
+def user_key(value: Any) -> str:
+    """What ``eq-userid`` compares: two values name the same user iff their keys are equal."""
+    return _text(value)
+
+
 def _number(text: str) -> float | None:
     try:
         return float(text)

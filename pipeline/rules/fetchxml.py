@@ -105,6 +105,22 @@ class FetchQuery:
     filter: Filter | None = None
     links: tuple[LinkEntity, ...] = ()
 
+    def user_attribute(self) -> str | None:
+        """The attribute of the record that must hold the evaluating user for this query to
+        match: a condition ``eq-userid`` on the record itself at the top of an ``and`` filter
+        (``ownerid`` in the system templates); None if the query has none."""
+        flt = self.filter
+        if flt is None or flt.type != "and":
+            return None
+        for item in flt.items:
+            if (
+                isinstance(item, Condition)
+                and item.operator == "eq-userid"
+                and item.entityname is None
+            ):
+                return item.attribute
+        return None
+
     def matches(self, record: Mapping[str, Any], ctx: EvalContext) -> bool:
         """Whether ``record`` (Dataverse logical names) is in this query's result."""
         for link in self.links:

@@ -23,7 +23,7 @@ import orjson
 
 from connectors.kafka_clients import KafkaClients
 from pipeline.app import App, Stage, WindowSize
-from pipeline.fanout_rules import FanOut, MailboxFilters, fan_out, parse_for_table
+from pipeline.fanout_rules import FanOut, MailboxFilters, Parser, Routing, fan_out, parse_for_table
 from pipeline.rules.fetchxml import FetchQuery
 from pipeline.settings import Settings
 from pipeline.stages.publish import Publisher
@@ -50,6 +50,10 @@ class MailboxDirectory(Protocol):
 
     def filters_for(self, mailbox_id: str, table: str) -> Sequence[FilterRecord]: ...
 
+    def routing(self, org_id: str, table: str, parse: Parser) -> Routing:
+        """The organisation's mailboxes and filters for ``table``, indexed for routing."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class StaticDirectory:
@@ -66,6 +70,7 @@ class StaticDirectory:
         init=False, repr=False, compare=False
     )
     _rank: dict[int, int] = field(init=False, repr=False, compare=False)
+    _routing: dict[tuple[str, str], Routing] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_org: dict[str, list[Mailbox]] = {}
@@ -85,6 +90,7 @@ class StaticDirectory:
         object.__setattr__(self, "_own", own)
         object.__setattr__(self, "_templates", templates)
         object.__setattr__(self, "_rank", {id(f): i for i, f in enumerate(self.filters)})
+        object.__setattr__(self, "_routing", {})
 
     def mailboxes_for(self, org_id: str) -> Sequence[Mailbox]:
         return list(self._by_org.get(org_id, ()))
@@ -96,6 +102,18 @@ class StaticDirectory:
             found += self._templates.get((org, table), ())
         if len(found) > 1:  # in the order the filters were given
             found.sort(key=lambda f: self._rank[id(f)])
+        return found
+
+    def routing(self, org_id: str, table: str, parse: Parser) -> Routing:
+        """Built on first use per (organisation, table) and kept: the directory is fixed."""
+        key = (org_id, table)
+        found = self._routing.get(key)
+        if found is None:
+            targets = [
+                MailboxFilters(m, tuple(self.filters_for(m.mailbox_id, table)))
+                for m in self.mailboxes_for(org_id)
+            ]
+            found = self._routing[key] = Routing.build(targets, table, parse)
         return found
 
 
@@ -151,12 +169,10 @@ def route(
     now: datetime,
     parse: Callable[[str, str], FetchQuery] = parse_for_table,
 ) -> FanOut:
-    """Route ``change`` with the mailboxes and filters ``directory`` holds for it."""
-    table = change.table or ""
-    targets = [
-        MailboxFilters(m, tuple(directory.filters_for(m.mailbox_id, table)))
-        for m in directory.mailboxes_for(change.org_id)
-    ]
+    """Route ``change`` with the mailboxes and filters ``directory`` holds for it, evaluating
+    only the mailboxes its :class:`Routing` says may hold it."""
+    routing = directory.routing(change.org_id, change.table or "", parse)
+    targets = routing.candidates(change.attributes, previous)
     return fan_out(change, targets, previous, now, parse)
 
 

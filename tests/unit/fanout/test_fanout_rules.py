@@ -7,11 +7,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.fanout_rules import (
     FanOut,
     MailboxFilters,
+    Routing,
     fan_out,
+    parse_for_table,
     parties_as_links,
 )
 from pipeline.stages.fanout import (
@@ -297,3 +301,72 @@ def test_a_change_read_again_is_routed_from_the_membership_before_it() -> None:
     saved = Membership(frozenset({"mbx-b"}), frozenset({"mbx-a", "mbx-b"}), "crm:contact:r1:7")
     assert saved.previous_for("crm:contact:r1:7") == {"mbx-a", "mbx-b"}
     assert saved.previous_for("crm:contact:r1:8") == {"mbx-b"}
+
+
+_USERS = [ALICE, BOB, CAROL, ALICE.upper()]
+_FILTER_BODIES = [
+    '<filter><condition attribute="ownerid" operator="eq-userid"/></filter>',
+    '<filter><condition attribute="ownerid" operator="eq-userid"/>'
+    '<condition attribute="statecode" operator="eq" value="0"/></filter>',
+    '<filter type="or"><condition attribute="ownerid" operator="eq-userid"/>'
+    '<condition attribute="city" operator="eq" value="Oslo"/></filter>',
+    '<filter><condition attribute="createdby" operator="eq-userid"/></filter>',
+    '<filter><condition attribute="city" operator="eq" value="Oslo"/></filter>',
+    "<filter><condition/></filter>",  # broken
+]
+
+
+@st.composite
+def _org(draw: st.DrawFn) -> tuple[list[MailboxFilters], frozenset[str]]:
+    targets: list[MailboxFilters] = []
+    for i in range(draw(st.integers(0, 6))):
+        box = mailbox(
+            f"m{i}",
+            draw(st.sampled_from(_USERS)),
+            draw(st.sampled_from(["enabled", "enabled", "disabled"])),
+        )
+        bodies = draw(st.lists(st.sampled_from(_FILTER_BODIES), max_size=2))
+        own = tuple(flt(f"f{i}-{j}", "contact", b, box.mailbox_id) for j, b in enumerate(bodies))
+        targets.append(MailboxFilters(box, own))
+    ids = [t.mailbox.mailbox_id for t in targets]
+    previous = frozenset(draw(st.lists(st.sampled_from(ids), unique=True)) if ids else ())
+    return targets, previous
+
+
+@given(
+    _org(),
+    st.sampled_from([*_USERS, None, "not-a-user"]),
+    st.sampled_from([*_USERS, None]),
+    st.sampled_from(["Oslo", "Bergen"]),
+    st.sampled_from([0, 1]),
+    st.sampled_from(["upsert", "delete"]),
+)
+@settings(max_examples=400, deadline=None)
+def test_routing_candidates_route_exactly_as_every_mailbox_would(
+    org: tuple[list[MailboxFilters], frozenset[str]],
+    owner: str | None,
+    creator: str | None,
+    city: str,
+    state: int,
+    op: Op,
+) -> None:
+    """Fanning out to the Routing's candidates gives the same members, deliveries and
+    problems as fanning out to every mailbox of the organisation."""
+    targets, previous = org
+    record = change(op=op, ownerid=owner, createdby=creator, city=city, statecode=state)
+    routing = Routing.build(targets, "contact", parse_for_table)
+    candidates = routing.candidates(record.attributes, previous)
+    assert fan_out(record, candidates, previous, NOW) == fan_out(record, targets, previous, NOW)
+
+
+def test_routing_skips_mailboxes_whose_user_does_not_own_the_record() -> None:
+    """With the system templates (``ownerid eq-userid``), a record owned by one user is
+    evaluated against that user's mailbox, plus those that held it."""
+    boxes = [
+        MailboxFilters(mailbox(f"m{i}", f"{i:08d}-1111-1111-1111-111111111111")) for i in range(50)
+    ]
+    routing = Routing.build(boxes, "contact", parse_for_table)
+    assert routing.always == ()
+    owner = "00000007-1111-1111-1111-111111111111"
+    found = routing.candidates({"ownerid": owner.upper()}, frozenset({"m3"}))
+    assert sorted(t.mailbox.mailbox_id for t in found) == ["m3", "m7"]
