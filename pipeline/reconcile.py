@@ -178,8 +178,23 @@ def key_text(key: NaturalKey) -> str:
     return "|".join(key)
 
 
-def _agreed(outlook: Projection, crm: Projection) -> Projection:
-    return {k: v for k, v in outlook.items() if k in crm and crm[k] == v}
+def _agreed(kind: Kind, outlook: Projection, crm: Projection) -> Projection:
+    """The fields both sides agree on, with the CRM's value: key fields that matched (equal
+    but for case and spaces) agree too, so a takeover writes no case-only difference back."""
+    keys = KEY_FIELDS[kind]
+    out: Projection = {}
+    for name, value in outlook.items():
+        if name not in crm:
+            continue
+        other = crm[name]
+        if other == value or (
+            name in keys
+            and isinstance(value, str)
+            and isinstance(other, str)
+            and _text(value) == _text(other)
+        ):
+            out[name] = other
+    return out
 
 
 def plan_link(
@@ -205,7 +220,10 @@ def plan_link(
             why = "pair already linked" if same else "an item is linked to another item"
             return Plan(None, (Drop(why),))
     mailbox_id = proposal.mailbox_id
-    outlook_side = SideState(item_id=o.item_id).saw(o.version, dict(o.projection), o.observed_at)
+    base = _agreed(c.kind, o.projection, c.projection)
+    # what Outlook shows, its key fields as the CRM spells them (a case-only difference is none)
+    o_seen = {**o.projection, **{k: v for k, v in base.items() if k in KEY_FIELDS[c.kind]}}
+    outlook_side = SideState(item_id=o.item_id).saw(o.version, o_seen, o.observed_at)
     crm_side = SideState(item_id=c.item_id)
     link = LinkState(
         correlation_id=correlation_id_for(mailbox_id, "crm", c.item_id),
@@ -215,7 +233,7 @@ def plan_link(
         crm_table=c.table or DEFAULT_TABLE[c.kind],
         outlook=outlook_side,
         crm=crm_side,
-        base=_agreed(o.projection, c.projection),
+        base=base,
         origin="crm",
         updated_at=now,
     )

@@ -232,3 +232,11 @@ def test_link_record_items_must_agree() -> None:
     foreign = LinkProposal("other", "r", "k", p.outlook, p.crm)
     with pytest.raises(SchemaError, match="another mailbox"):
         decode_proposal(encode_proposal(foreign))
+
+
+def test_plan_link_key_fields_differing_in_case_only_are_agreed() -> None:
+    rules = MailboxRules(MBX, ORG, SYSUSER)
+    p = _proposal(contact(" pat ", "B", "pat@b.c"), contact("Pat", "B", "PAT@B.C"))
+    result = plan_link(p, None, None, rules, NOW)
+    assert result.link is not None and not result.commands
+    assert result.link.base["emailaddress1"] == "PAT@B.C"
