@@ -12,6 +12,7 @@ read; they are never logged. It lives in ``connectors`` so every layer may impor
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -395,3 +396,22 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError) and exc.strerror:
         return exc.strerror
     return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop ``consumer`` for good, even when aiokafka's fetcher re-raises the cancellation of
+    a fetch it was retrying: aiokafka 0.14's ``Fetcher.close`` awaits the fetch tasks it has
+    just cancelled, so ``stop()`` raised ``CancelledError`` into a caller nobody cancelled
+    (a config reload during a broker stall took a whole worker down) and skipped closing
+    the client's connections. A cancellation of the calling task itself still propagates."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        logging.getLogger(__name__).debug(
+            "a cancelled fetch escaped the consumer's stop; closing its connections"
+        )
+        # the step stop() skipped; aiokafka has no public handle on it
+        await consumer._client.close()

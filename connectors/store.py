@@ -14,7 +14,7 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer
 
-from connectors.kafka_clients import KafkaClients, KafkaConnection
+from connectors.kafka_clients import KafkaClients, KafkaConnection, stop_consumer
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class KafkaCursorStore:
             await asyncio.sleep(0.25)
         tps = sorted(consumer.assignment(), key=lambda tp: tp.partition)
         if not tps:
-            await consumer.stop()
+            await stop_consumer(consumer)
             self._consumer = None
             raise RuntimeError(f"topic {self._topic!r} does not exist")
         await consumer.seek_to_beginning(*tps)
@@ -148,7 +148,7 @@ class KafkaCursorStore:
         if follow:
             self._follow = asyncio.create_task(self._follow_loop(consumer))
         else:
-            await consumer.stop()
+            await stop_consumer(consumer)
             self._consumer = None
 
     async def _follow_loop(self, consumer: AIOKafkaConsumer) -> None:
@@ -175,7 +175,7 @@ class KafkaCursorStore:
                 await self._follow
             self._follow = None
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)
             self._consumer = None
 
     def get(self, key: str) -> str | None:

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from connectors.kafka_clients import KafkaClients
+from connectors.kafka_clients import KafkaClients, stop_consumer
 from pipeline.settings import KafkaSettings
 from pipeline.topics import CONFIG, topic_name
 from schemas.codec import dumps, loads
@@ -424,7 +424,7 @@ class ConfigStore:
                     if await consumer.position(tp) >= ends[tp]:
                         pending.discard(tp)
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
         snapshot.problems.extend(snapshot.clashes())
         self.snapshot = snapshot
         return snapshot

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from connectors.kafka_clients import KafkaClients, KafkaConnection
+from connectors.kafka_clients import KafkaClients, KafkaConnection, stop_consumer
 from pipeline.settings import KafkaSettings
 from pipeline.stages.publish import DLQ_ERROR, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC
 from pipeline.topics import (
@@ -183,7 +183,7 @@ async def list_dlq(
             consumer, kafka, topic_name(DLQ, kafka), resume=False, timeout_s=timeout_s
         )
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return [r for r in records if select(r)]
 
 
@@ -239,5 +239,5 @@ async def replay(
             await consumer.commit({tp: OffsetAndMetadata(end, "") for tp, end in ends.items()})
     finally:
         await producer.stop()
-        await consumer.stop()
+        await stop_consumer(consumer)
     return ReplayReport(replayed, skipped)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
 
-from connectors.kafka_clients import KafkaClients
+from connectors.kafka_clients import KafkaClients, stop_consumer
 from pipeline.dlq import topic_partitions
 from pipeline.ownership import partition_of
 from pipeline.settings import KafkaSettings
@@ -92,7 +92,7 @@ async def read_status(kafka: KafkaSettings, *, timeout_s: float = 30.0) -> Statu
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return StatusRecords(records, unreadable)
 
 
@@ -120,7 +120,7 @@ async def backlog(kafka: KafkaSettings, app_id: str) -> tuple[int, dict[int, dic
                 behind = out[tp.partition]
                 behind[stage] = behind.get(stage, 0) + max(0, ends[tp] - done)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
         await admin.close()
     return count, out
 

@@ -16,7 +16,7 @@ from typing import Any, Final, Literal, TypeAlias
 import orjson
 from aiokafka import TopicPartition
 
-from connectors.kafka_clients import KafkaClients
+from connectors.kafka_clients import KafkaClients, stop_consumer
 from pipeline.settings import KafkaSettings
 from pipeline.stages.publish import DLQ_REASON, DLQ_TOPIC
 from pipeline.topics import CHANGES_CRM, CHANGES_OUTLOOK, DLQ, topic_name
@@ -164,7 +164,7 @@ async def read_parked(
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     if not parked:
         return []
     latest = parked[-1].pause_id

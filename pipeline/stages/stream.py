@@ -41,7 +41,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 
-from connectors.kafka_clients import KafkaClients
+from connectors.kafka_clients import KafkaClients, stop_consumer
 from pipeline.app import SendFailedError
 from pipeline.settings import Settings
 from pipeline.stages.lanes import Held, Progress
@@ -230,7 +230,7 @@ class GroupConsumer:
         try:
             await self.let_go()
         finally:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)
             await self.producer.stop()
 
     async def wait(self) -> None:
@@ -521,7 +521,7 @@ class StreamProcessor(GroupConsumer):
                 time.monotonic() - started,
             )
         finally:
-            await reader.stop()
+            await stop_consumer(reader)
 
     async def _prepare(self) -> None:
         """Create the changelog topics that are missing."""

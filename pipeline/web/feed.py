@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from connectors.kafka_clients import KafkaClients, KafkaConnection
+from connectors.kafka_clients import KafkaClients, KafkaConnection, stop_consumer
 from pipeline.dlq import parse_record, topic_partitions
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class RecentFeed:
                 await task
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     async def sizes(self) -> dict[str, int]:
         """Records held by each topic (``conflicts``, ``dlq``): end minus beginning offsets
