@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
-import logging
 import os
 import stat
 import sys
@@ -321,29 +320,11 @@ def log_level_option(func: F) -> F:
 
 
 def setup_logging(level: str, *, as_json: bool) -> None:
-    """The process's logging at ``level``; with ``as_json`` one JSON object per line."""
+    """The process's logging at ``level``; with ``as_json`` one JSON object per line
+    (:class:`pipeline.logs.JsonFormatter`)."""
     from pipeline.logs import configure_logging
 
-    configure_logging(level)
-    if as_json:
-        for handler in logging.getLogger().handlers:
-            handler.setFormatter(JsonLogFormatter())
-
-
-class JsonLogFormatter(logging.Formatter):
-    """A log record as one JSON object: ``time``, ``level``, ``logger``, ``message`` and,
-    with an exception, ``error`` (its traceback)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        data = {
-            "time": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            data["error"] = self.formatException(record.exc_info)
-        return orjson.dumps(data).decode()
+    configure_logging(level, fmt="json" if as_json else "text")
 
 
 # -- secrets ----------------------------------------------------------------------------------

@@ -100,7 +100,10 @@ def receiver(
         "receiver": {"host": host, "port": port},
     }
     settings = load_settings(overrides)
-    setup_logging((log_level or settings.log_level).upper(), as_json=as_json)
+    setup_logging(
+        (log_level or settings.log_level).upper(),
+        as_json=as_json or settings.log_format == "json",
+    )
 
     async def main() -> int:
         from connectors.kafka_clients import KafkaAccessError

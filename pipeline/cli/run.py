@@ -281,7 +281,10 @@ def run(
         safety_net=safety_net,
         config_refresh=config_refresh,
     )
-    setup_logging((log_level or settings.log_level).upper(), as_json=as_json)
+    setup_logging(
+        (log_level or settings.log_level).upper(),
+        as_json=as_json or settings.log_format == "json",
+    )
 
     async def main() -> int:
         from connectors.credentials import CredentialError

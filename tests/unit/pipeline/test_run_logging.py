@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 
 import httpx
+import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
@@ -103,3 +104,30 @@ def test_repeated_failures_are_summarised_once_a_minute(caplog: pytest.LogCaptur
         "config reload failed: KafkaConnectionError: Unable to bootstrap from "
         "[('127.0.0.1', 1)] (retrying)"
     ]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_the_command_line_logs_json_lines_when_asked() -> None:
+    """``dynasync run``/``receiver`` call setup_logging with ``--json`` or
+    ``DYNASYNC_LOG_FORMAT=json``: every root handler then writes one JSON object per line."""
+    from pipeline.cli.common import setup_logging
+    from pipeline.logs import JsonFormatter
+
+    root = logging.getLogger()
+    saved = [(h, h.formatter) for h in root.handlers]
+    try:
+        setup_logging("INFO", as_json=True)
+        assert root.handlers
+        assert all(isinstance(h.formatter, JsonFormatter) for h in root.handlers)
+        line = root.handlers[0].format(
+            logging.LogRecord("dynasync.test", logging.WARNING, __file__, 1, "hi %s", ("x",), None)
+        )
+        assert orjson.loads(line) == {
+            "ts": orjson.loads(line)["ts"],
+            "level": "WARNING",
+            "logger": "dynasync.test",
+            "msg": "hi x",
+        }
+    finally:
+        for handler, formatter in saved:
+            handler.setFormatter(formatter)
