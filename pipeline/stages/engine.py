@@ -35,6 +35,7 @@ from pipeline.app import App, Stage, WindowSize
 from pipeline.crm_facts import Directories, with_crm_facts
 from pipeline.plan import (
     DEFAULT_TABLE,
+    Action,
     Alert,
     MailboxRules,
     Plan,
@@ -168,6 +169,169 @@ def _header(record: Record, name: str) -> bytes | None:
     return next((bytes(v) for k, v in items if k == name and v is not None), None)
 
 
+def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """The record itself goes to ``dlq``: ``reason`` (``refused``, ``paused``), ``error``,
+    and extra ``headers``."""
+
+    reason: str
+    error: str
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What handling one record asks for, in order: send ``actions`` (commands stamped with
+    the record's time if ``stamped``), park the record if ``parked``, then ``save`` the state
+    it changed (after the sends, so state never runs ahead of what was sent)."""
+
+    actions: tuple[Action, ...] = ()
+    parked: Parked | None = None
+    stamped: bool = False
+    save: Callable[[], None] = _nothing
+    plan: Plan | None = None
+    """The planner's result behind ``actions`` (None for parked and control records)."""
+
+
+class Engine:
+    """The sync engine over its three stores (links, link index, mass-delete guards): a
+    change, a write outcome or a control record of one mailbox in, what to send and what to
+    save out. It knows no Kafka: the engine stage drives it over changelog tables, and the
+    unit simulation (``tests/unit/plan/sim.py``) over dicts."""
+
+    def __init__(
+        self,
+        rules: RulesSource,
+        links: KeyValue,
+        index: KeyValue,
+        guards: KeyValue,
+        *,
+        clock: Callable[[], str] = utc_now,
+        guard: GuardPolicy | None = None,
+        wall: Callable[[], float] = time.time,
+        directories: Directories | None = None,
+    ) -> None:
+        self.rules = rules
+        self.store = LinkStore(links, index)
+        self._guards = guards
+        self._clock = clock
+        self._policy = guard or GuardPolicy()
+        self._wall = wall
+        self._directories = directories
+
+    def guard_state(self, mailbox_id: str) -> GuardState:
+        """The mass-delete guard of ``mailbox_id``."""
+        return GuardState.decode(self._guards.get(mailbox_id.encode()))
+
+    def _save_guard(self, mailbox_id: str, old: GuardState, new: GuardState) -> None:
+        if new != old:
+            self._guards[mailbox_id.encode()] = new.encode()
+
+    def _store_plan(self, mailbox_id: str, old: LinkState | None, result: Plan) -> None:
+        if result.link is None:
+            return
+        self.store.put(result.link)
+        delta = {s: _live(result.link, s) - _live(old, s) for s in ("outlook", "crm")}
+        if any(delta.values()):
+            state = self.guard_state(mailbox_id)
+            self._save_guard(mailbox_id, state, state.count_links(delta["outlook"], delta["crm"]))
+
+    def _planned(
+        self, mailbox_id: str, old: LinkState | None, result: Plan, *, stamped: bool = False
+    ) -> Handled:
+        return Handled(
+            tuple(result.actions),
+            stamped=stamped,
+            save=lambda: self._store_plan(mailbox_id, old, result),
+            plan=result,
+        )
+
+    def outcome(self, outcome: WriteOutcome) -> Handled:
+        """A writer's outcome: the link moves on (pending done, ids learnt, events)."""
+        mbx = _rules(self.rules, outcome.mailbox_id)
+        link = self.store.get(outcome.mailbox_id, outcome.correlation_id)
+        if link is None:
+            return Handled()
+        result = apply_outcome(link, outcome, mbx, self._clock())
+        _log_drop(f"outcome of {outcome.command_id}", result)
+        return self._planned(outcome.mailbox_id, link, result)
+
+    async def change(self, change: ItemChange, mailbox_id: str) -> Handled:
+        """A change read on one side: refused (unknown mailbox), parked (mailbox paused by the
+        mass-delete guard, an alert when the pause starts) or planned."""
+        found = self.rules.rules_for(mailbox_id)
+        if found is None:
+            return Handled(parked=Parked("refused", _refusal(self.rules, mailbox_id)))
+        link = self.store.find(change, mailbox_id)
+        state = self.guard_state(mailbox_id)
+        is_delete = change.op == "delete" and _live(link, change.side) == 1
+        linked = state.linked(change.side) + state.deletes(change.side)
+        policy = self._policy
+        new, verdict = check(policy, state, change.side, is_delete, linked, self._wall())
+        if verdict != "apply":
+            alerts: tuple[Action, ...] = ()
+            if verdict == "pause":
+                new = replace(new, pause_id=change.change_id)
+                reason = (
+                    f"mass delete on {change.side}: {new.deletes(change.side)} of {linked} "
+                    f"linked items deleted within {policy.window_s:g}s; mailbox paused, "
+                    "changes parked on dlq until resumed"
+                )
+                alerts = (Alert(mailbox_id, reason, change.change_id),)
+            pause = ((PAUSE_HEADER, new.pause_id.encode()),)
+            return Handled(
+                alerts,
+                parked=Parked("paused", "mailbox paused", pause),
+                save=lambda: self._save_guard(mailbox_id, state, new),
+            )
+        self._save_guard(mailbox_id, state, new)
+        if self._directories is not None:
+            found = await with_crm_facts(change, link, found, self._directories)
+        result = plan(change, link, found, self._clock())
+        _log_drop(f"{change.change_id} ({change.kind})", result)
+        return self._planned(mailbox_id, link, result, stamped=True)
+
+    def control(self, command: bytes, mailbox_id: str, value: bytes) -> Handled:
+        """An operator's control record: link a pair (resync), resolve a conflict, resume a
+        paused mailbox. Anything else raises ValueError."""
+        if command == LINK_CONTROL:
+            proposal = decode_proposal(value)
+            if proposal.mailbox_id != mailbox_id:
+                raise ValueError(f"link record of {proposal.mailbox_id!r} keyed {mailbox_id!r}")
+            old_o = self.store.find(proposal.outlook, mailbox_id)
+            old_c = self.store.find(proposal.crm, mailbox_id)
+            result = plan_link(
+                proposal, old_o, old_c, self.rules.rules_for(mailbox_id), self._clock()
+            )
+            _log_drop(f"link {proposal.key}", result)
+            return self._planned(mailbox_id, None, result)
+        if command == RESOLVE_CONTROL:
+            resolution = decode_resolution(value)
+            if resolution.mailbox_id != mailbox_id:
+                raise ValueError(f"resolution of {resolution.mailbox_id!r} keyed {mailbox_id!r}")
+            held = self.store.get(mailbox_id, resolution.correlation_id)
+            found = self.rules.rules_for(mailbox_id)
+            if held is None or found is None:
+                raise ValueError(
+                    f"resolution {resolution.resolution_id}: no link or rules for "
+                    f"{mailbox_id!r}/{resolution.correlation_id}"
+                )
+            return self._planned(
+                mailbox_id, held, resolve_conflict(held, resolution, found, self._clock())
+            )
+        if command != b"resume" or not mailbox_id:
+            raise ValueError(f"unknown control record {command!r} for {mailbox_id!r}")
+        state = self.guard_state(mailbox_id)
+        if state.paused:
+            log.warning("mailbox %s resumed by an operator", mailbox_id)
+        self._save_guard(mailbox_id, state, resume(state))
+        return Handled()
+
+
 def engine_stage(
     rules: RulesSource,
     *,
@@ -177,11 +341,11 @@ def engine_stage(
     directories: Directories | None = None,
     window: WindowSize | None = None,
 ) -> Stage:
-    """The engine stage, planning with the mailbox rules from ``rules`` and pausing a mailbox
+    """The engine stage: an :class:`Engine` over changelog tables, driven record by record by
+    a stream processor, planning with the mailbox rules from ``rules`` and pausing a mailbox
     whose side reports a mass delete (``guard``; default :class:`GuardPolicy`). With
     ``directories``, a first-seen Outlook email is planned with its CRM facts (replied-to CRM
     email, tracking token, address owners) from its organisation's directory."""
-    policy = guard or GuardPolicy()
     size = window or WindowSize()
 
     def register(app: App, settings: Settings) -> None:
@@ -191,117 +355,42 @@ def engine_stage(
         links = ChangelogTable("links")
         index = ChangelogTable("link-index")
         guards = ChangelogTable("guard")
-        store = LinkStore(links, index)
+        engine = Engine(
+            rules,
+            links,
+            index,
+            guards,
+            clock=clock,
+            guard=guard,
+            wall=wall,
+            directories=directories,
+        )
         kafka = settings.kafka
         producer = KafkaClients(kafka).producer(acks="all", linger_ms=LINGER_MS)
         publisher = Publisher.over(producer, settings)
         outcomes_name = topic_name(OUTCOMES, kafka)
 
-        def guard_state(mailbox_id: str) -> GuardState:
-            return GuardState.decode(guards.get(mailbox_id.encode()))
-
-        def save_guard(mailbox_id: str, old: GuardState, new: GuardState) -> None:
-            if new != old:
-                guards[mailbox_id.encode()] = new.encode()
-
-        def store_plan(mailbox_id: str, old: LinkState | None, result: Plan) -> None:
-            if result.link is None:
-                return
-            store.put(result.link)
-            delta = {s: _live(result.link, s) - _live(old, s) for s in ("outlook", "crm")}
-            if any(delta.values()):
-                state = guard_state(mailbox_id)
-                save_guard(mailbox_id, state, state.count_links(delta["outlook"], delta["crm"]))
-
         async def handle(event: Record, sends: list[asyncio.Future[Any]]) -> None:
             raw = event.value or b""
-            if event.topic == outcomes_name:
-                outcome = loads(WriteOutcome, raw, check=False)
-                mbx = _rules(rules, outcome.mailbox_id)
-                link = store.get(outcome.mailbox_id, outcome.correlation_id)
-                if link is None:
-                    return
-                result = apply_outcome(link, outcome, mbx, clock())
-                _log_drop(f"outcome of {outcome.command_id}", result)
-                sends += await publisher.emit(result.actions)
-                store_plan(outcome.mailbox_id, link, result)
-                return
+            key = (event.key or b"").decode()
             control = _header(event, CONTROL_HEADER)
-            if control is not None:
-                await _control(event, control, sends)
-                return
-            change = loads(ItemChange, raw, check=False)
-            mailbox_id = change.mailbox_id or (event.key or b"").decode()
-            found = rules.rules_for(mailbox_id)
-            if found is None:
-                refusal = _refusal(rules, mailbox_id)
-                sends.append(await publisher.poison(event, refusal, reason="refused"))
-                return
-            link = store.find(change, mailbox_id)
-            state = guard_state(mailbox_id)
-            is_delete = change.op == "delete" and _live(link, change.side) == 1
-            linked = state.linked(change.side) + state.deletes(change.side)
-            new, verdict = check(policy, state, change.side, is_delete, linked, wall())
-            if verdict == "pause":
-                new = replace(new, pause_id=change.change_id)
-                reason = (
-                    f"mass delete on {change.side}: {new.deletes(change.side)} of {linked} "
-                    f"linked items deleted within {policy.window_s:g}s; mailbox paused, "
-                    "changes parked on dlq until resumed"
-                )
-                sends += await publisher.emit([Alert(mailbox_id, reason, change.change_id)])
-            if verdict != "apply":
-                pause = [(PAUSE_HEADER, new.pause_id.encode())]
+            if event.topic == outcomes_name:
+                done = engine.outcome(loads(WriteOutcome, raw, check=False))
+            elif control is not None:
+                done = engine.control(control, key, raw)
+            else:
+                change = loads(ItemChange, raw, check=False)
+                done = await engine.change(change, change.mailbox_id or key)
+            stamp = event.timestamp if done.stamped and isinstance(event.timestamp, int) else None
+            sends += await publisher.emit(done.actions, source_ms=stamp)
+            if done.parked is not None:
+                parked = done.parked
                 sends.append(
-                    await publisher.poison(event, "mailbox paused", reason="paused", extra=pause)
+                    await publisher.poison(
+                        event, parked.error, reason=parked.reason, extra=parked.headers
+                    )
                 )
-                save_guard(mailbox_id, state, new)
-                return
-            save_guard(mailbox_id, state, new)
-            if directories is not None:
-                found = await with_crm_facts(change, link, found, directories)
-            result = plan(change, link, found, clock())
-            _log_drop(f"{change.change_id} ({change.kind})", result)
-            stamp = event.timestamp if isinstance(event.timestamp, int) else None
-            sends += await publisher.emit(result.actions, source_ms=stamp)
-            store_plan(mailbox_id, link, result)
-
-        async def _control(event: Record, command: bytes, sends: list[asyncio.Future[Any]]) -> None:
-            mailbox_id = (event.key or b"").decode()
-            if command == LINK_CONTROL:
-                proposal = decode_proposal(event.value or b"")
-                if proposal.mailbox_id != mailbox_id:
-                    raise ValueError(f"link record of {proposal.mailbox_id!r} keyed {mailbox_id!r}")
-                old_o = store.find(proposal.outlook, mailbox_id)
-                old_c = store.find(proposal.crm, mailbox_id)
-                result = plan_link(proposal, old_o, old_c, rules.rules_for(mailbox_id), clock())
-                _log_drop(f"link {proposal.key}", result)
-                sends += await publisher.emit(result.actions)
-                store_plan(mailbox_id, None, result)
-                return
-            if command == RESOLVE_CONTROL:
-                resolution = decode_resolution(event.value or b"")
-                if resolution.mailbox_id != mailbox_id:
-                    raise ValueError(
-                        f"resolution of {resolution.mailbox_id!r} keyed {mailbox_id!r}"
-                    )
-                held = store.get(mailbox_id, resolution.correlation_id)
-                found = rules.rules_for(mailbox_id)
-                if held is None or found is None:
-                    raise ValueError(
-                        f"resolution {resolution.resolution_id}: no link or rules for "
-                        f"{mailbox_id!r}/{resolution.correlation_id}"
-                    )
-                result = resolve_conflict(held, resolution, found, clock())
-                sends += await publisher.emit(result.actions)
-                store_plan(mailbox_id, held, result)
-                return
-            if command != b"resume" or not mailbox_id:
-                raise ValueError(f"unknown control record {command!r} for {mailbox_id!r}")
-            state = guard_state(mailbox_id)
-            if state.paused:
-                log.warning("mailbox %s resumed by an operator", mailbox_id)
-            save_guard(mailbox_id, state, resume(state))
+            done.save()
 
         return StreamProcessor(
             settings,

@@ -1,4 +1,6 @@
-"""A two-sided in-memory world driven through the pure planner: stores, feeds, writer, outcomes.
+"""A two-sided in-memory world driven through the engine (:class:`pipeline.stages.engine.Engine`
+over dict stores, as the engine stage drives it over changelog tables): stores, feeds, writer,
+outcomes.
 
 Both sides are ``connectors.memory.MemorySide`` stores written through ``MemorySink``; every
 store mutation (a user's or ours) is observed as an ItemChange on that side's feed, as a delta
@@ -13,8 +15,10 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from connectors.memory import MemorySide, MemorySink
-from pipeline.plan import MailboxRules, Plan, apply_outcome, plan
-from pipeline.state import LinkState
+from pipeline.plan import MailboxRules, Plan
+from pipeline.stages.engine import Engine, Handled, StaticRules
+from pipeline.stages.guard import GuardPolicy
+from pipeline.state import LinkState, decode_link
 from schemas.models import ItemChange, WriteCommand, WriteOutcome
 from schemas.types import Kind, Projection, Side
 
@@ -27,8 +31,9 @@ class World:
     kind: Kind = "contact"
     outlook: MemorySide = field(default_factory=lambda: MemorySide("outlook"))
     crm: MemorySide = field(default_factory=lambda: MemorySide("crm"))
-    links: dict[str, LinkState] = field(default_factory=dict)
-    index: dict[tuple[Side, str], str] = field(default_factory=dict)
+    tables: dict[str, dict[bytes, bytes]] = field(
+        default_factory=lambda: {"links": {}, "index": {}, "guards": {}}
+    )
     feeds: dict[Side, deque[ItemChange]] = field(
         default_factory=lambda: {"outlook": deque(), "crm": deque()}
     )
@@ -37,6 +42,24 @@ class World:
     cursors: dict[Side, int] = field(default_factory=lambda: {"outlook": 0, "crm": 0})
     plans: list[Plan] = field(default_factory=list)
     writes: int = 0
+    engine: Engine = field(init=False)
+
+    def __post_init__(self) -> None:
+        # the mass-delete guard has its own tests; here it never pauses
+        self.engine = Engine(
+            StaticRules({self.rules.mailbox_id: self.rules}),
+            self.tables["links"],
+            self.tables["index"],
+            self.tables["guards"],
+            clock=lambda: NOW,
+            guard=GuardPolicy(min_count=1_000_000_000),
+        )
+
+    @property
+    def links(self) -> dict[str, LinkState]:
+        """Every link the engine stored, by correlation id."""
+        found = (decode_link(raw) for raw in self.tables["links"].values())
+        return {link.correlation_id: link for link in found}
 
     def store(self, side: Side) -> MemorySide:
         return self.outlook if side == "outlook" else self.crm
@@ -88,28 +111,19 @@ class World:
         self.store(side).remove(item_id)
         self.observe(side)
 
-    def _store_plan(self, result: Plan, old: LinkState | None) -> None:
-        self.plans.append(result)
-        link = result.link
-        if link is not None:
-            self.links[link.correlation_id] = link
-            for side in ("outlook", "crm"):
-                item_id = link.side(side).item_id
-                if item_id:
-                    self.index[(side, item_id)] = link.correlation_id
-        self.commands.extend(result.commands)
+    def _handled(self, done: Handled) -> Plan | None:
+        assert done.parked is None, done.parked
+        if done.plan is not None:
+            self.plans.append(done.plan)
+            self.commands.extend(done.plan.commands)
+        done.save()
+        return done.plan
 
     def serve_feed(self, side: Side) -> Plan | None:
         if not self.feeds[side]:
             return None
         change = self.feeds[side].popleft()
-        corr = self.index.get((side, change.item_id))
-        if corr is None and change.correlation_id:
-            corr = change.correlation_id if change.correlation_id in self.links else None
-        link = self.links.get(corr) if corr else None
-        result = plan(change, link, self.rules, NOW)
-        self._store_plan(result, link)
-        return result
+        return self._handled(asyncio.run(self.engine.change(change, self.rules.mailbox_id)))
 
     def serve_command(self) -> None:
         if not self.commands:
@@ -124,13 +138,7 @@ class World:
     def serve_outcome(self) -> Plan | None:
         if not self.outcomes:
             return None
-        outcome = self.outcomes.popleft()
-        link = self.links.get(outcome.correlation_id)
-        if link is None:
-            return None
-        result = apply_outcome(link, outcome, self.rules, NOW)
-        self._store_plan(result, link)
-        return result
+        return self._handled(self.engine.outcome(self.outcomes.popleft()))
 
     def busy(self) -> bool:
         return bool(self.feeds["outlook"] or self.feeds["crm"] or self.commands or self.outcomes)
