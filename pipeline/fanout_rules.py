@@ -121,17 +121,27 @@ def _copy(change: ItemChange, mailbox_id: str, *, left: bool) -> ItemChange:
 def _queries(
     target: MailboxFilters, table: str, parse: Parser
 ) -> tuple[list[FetchQuery], list[FilterProblem]]:
+    named, problems = named_queries(target, table, parse)
+    return [q for _, q in named], problems
+
+
+def named_queries(
+    target: MailboxFilters, table: str, parse: Parser = parse_for_table
+) -> tuple[list[tuple[str, FetchQuery]], list[FilterProblem]]:
+    """The mailbox's queries for ``table``, each with its name (a filter's id, or a default
+    template's name when the mailbox has no filter for the table); the ones that do not parse
+    as problems."""
     mailbox_id = target.mailbox.mailbox_id
     own = [f for f in target.filters if f.table == table]
     if not own:
         texts = [(t.name, t.fetchxml) for t in DEFAULT_TEMPLATES if t.table == table]
     else:
         texts = [(f.filter_id, f.fetchxml) for f in own if f.enabled]
-    queries: list[FetchQuery] = []
+    queries: list[tuple[str, FetchQuery]] = []
     problems: list[FilterProblem] = []
     for name, text in texts:
         try:
-            queries.append(parse(text, table))
+            queries.append((name, parse(text, table)))
         except FetchXmlError as exc:
             problems.append(FilterProblem(mailbox_id, name, str(exc)))
         except ValueError as exc:  # anything else the parser refuses
@@ -189,6 +199,24 @@ class Routing:
         return list(found.values())
 
 
+def _record_and_links(change: ItemChange) -> tuple[dict[str, Any], dict[str, Any]]:
+    links = {"activityparty": parties_as_links(change.attributes, change.item_id)}
+    return {"activityid": change.item_id, **change.attributes}, links
+
+
+def admitted_by(
+    change: ItemChange, target: MailboxFilters, now: datetime, parse: Parser = parse_for_table
+) -> tuple[str, ...]:
+    """The names (:func:`named_queries`) of the mailbox's filters that hold the CRM upsert
+    ``change``, in filter order; empty if none does (whatever its status)."""
+    if change.side != "crm" or change.table is None:
+        raise ValueError(f"not a CRM record change (side {change.side!r}, table {change.table!r})")
+    named, _ = named_queries(target, change.table, parse)
+    record, links = _record_and_links(change)
+    ctx = EvalContext(user_id=target.mailbox.systemuser_id, now=now, links=links)
+    return tuple(name for name, query in named if query.matches(record, ctx))
+
+
 def fan_out(
     change: ItemChange,
     targets: Sequence[MailboxFilters],
@@ -210,8 +238,7 @@ def fan_out(
             frozenset(),
             tuple(Delivery(m, _copy(change, m, left=False)) for m in sorted(held)),
         )
-    links = {"activityparty": parties_as_links(change.attributes, change.item_id)}
-    record = {"activityid": change.item_id, **change.attributes}
+    record, links = _record_and_links(change)
     members: set[str] = set()
     deliveries: list[Delivery] = []
     problems: list[FilterProblem] = []

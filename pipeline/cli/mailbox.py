@@ -47,6 +47,10 @@ AUTO_TRACK = ("all", "replies", "from_crm_records", "from_email_enabled", "none"
             "pipeline.cli.mailbox_test:test",
             "Test & Enable: Graph, Dataverse with impersonation, the webhook round trip",
         ),
+        "plan": Lazy(
+            "pipeline.cli.mailbox_plan:plan",
+            "dry run of a first sync: what would be created, linked, updated or left alone",
+        ),
         "status": Lazy(
             "pipeline.cli.mailbox_status:status",
             "a mailbox's state, last syncs, errors, conflicts, alerts and backlog",
