@@ -145,8 +145,12 @@ demo: $(STAMP) ## start the stack (as make up) and show mailboxes syncing both w
 	@$(PY) -m pipeline.cli demo --bootstrap $(BOOTSTRAP) \
 	  --graph-url http://127.0.0.1:$${GRAPH_PORT:-8081} \
 	  --dataverse-url http://127.0.0.1:$${DATAVERSE_PORT:-8082} $(DEMO_ARGS) \
+	  $$(url=$$(grep -ho 'status page, /metrics, /healthz and /readyz on http://[0-9.:]*' \
+	    .run/stack/worker.log .run/stack/worker-1.log 2>/dev/null | tail -1); \
+	    [ -n "$$url" ] && echo --status-page "$${url##* on }") \
 	  || { echo "demo failed; the pipeline's log: .run/stack/worker.log (stop with: make down)"; exit 1; }
-	@echo "The stack keeps running (logs in .run/stack); see it with: make status; stop it with: make down"
+	@echo "The stack keeps running (logs in .run/stack): the status page stays up at the URL above;"
+	@echo "see it all with: make status; stop it with: make down"
 
 up: $(STAMP) ## run Kafka, the topics, both emulators and a worker in the background (.run/stack)
 	deploy/run/stack.sh up

@@ -58,6 +58,14 @@ STEPS = (
     "CRM task -> To Do",
     "CRM appointment -> calendar",
 )
+#: Steps shown once, on the first mailbox (and a takeover mailbox of its own), after STEPS.
+EXTRA_STEPS = (
+    "tracked email -> CRM activity",
+    "conflict -> organisation's policy",
+    "resync --full -> nothing changed",
+    "takeover -> no duplicates",
+)
+ALL_STEPS = STEPS + EXTRA_STEPS
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +131,7 @@ def token_text(text: str) -> str:
     return text
 
 
-async def _until(
+async def until(
     probe: Callable[[], Awaitable[Any]], timeout_s: float, what: str, every: float = 0.1
 ) -> tuple[Any, float]:
     start = time.monotonic()
@@ -158,7 +166,9 @@ class Narrator:
 
 async def _mailbox_story(
     sides: DemoSides, user: DemoUser, tag: str, timeout_s: float, narrator: Narrator
-) -> None:
+) -> tuple[str, str] | None:
+    """The four STEPS in ``user``'s mailbox; the demo contact's (CRM id, Outlook id) once
+    both sides hold it."""
     surname = f"Demo{tag}{user.first_name}"
     row = await sides.crm(
         user,
@@ -175,7 +185,7 @@ async def _mailbox_story(
 
     contact: dict[str, Any] | None = None
     try:
-        contact, took = await _until(in_outlook, timeout_s, f"contact {surname} in Outlook")
+        contact, took = await until(in_outlook, timeout_s, f"contact {surname} in Outlook")
         narrator.step(user, STEPS[0], took, f"Dana {surname}")
     except NotSeen as exc:
         narrator.step(user, STEPS[0], None, str(exc))
@@ -191,7 +201,7 @@ async def _mailbox_story(
             return got.get("firstname") == new_first
 
         try:
-            _, took = await _until(in_crm, timeout_s, f"firstname {new_first} in the CRM row")
+            _, took = await until(in_crm, timeout_s, f"firstname {new_first} in the CRM row")
             narrator.step(user, STEPS[1], took, f"firstname Dana -> {new_first}")
         except NotSeen as exc:
             narrator.step(user, STEPS[1], None, str(exc))
@@ -208,7 +218,7 @@ async def _mailbox_story(
         return False
 
     try:
-        _, took = await _until(in_todo, timeout_s, f"task {subject!r} in To Do")
+        _, took = await until(in_todo, timeout_s, f"task {subject!r} in To Do")
         narrator.step(user, STEPS[2], took, subject)
     except NotSeen as exc:
         narrator.step(user, STEPS[2], None, str(exc))
@@ -237,10 +247,11 @@ async def _mailbox_story(
         return any(e.get("subject") == title for e in events.get("value", []))
 
     try:
-        _, took = await _until(in_calendar, timeout_s, f"event {title!r} in the calendar")
+        _, took = await until(in_calendar, timeout_s, f"event {title!r} in the calendar")
         narrator.step(user, STEPS[3], took, f"{title} on {day}")
     except NotSeen as exc:
         narrator.step(user, STEPS[3], None, str(exc))
+    return None if contact is None else (str(row_id), str(contact["id"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +264,10 @@ class DemoOptions:
     users: int = 2
     timeout_s: float = 120.0
     token: str = "demo"
+    #: the worker's ``app_id`` (its engine's consumer group, which a resync waits for)
+    app_id: str = "dynasync"
+    #: where the worker serves its status page, if known
+    status_page: str | None = None
 
 
 async def run_demo(options: DemoOptions, out: TextIO) -> list[StepResult]:
@@ -305,16 +320,39 @@ async def run_demo(options: DemoOptions, out: TextIO) -> list[StepResult]:
             f"watching {len(users)} mailbox(es), {len(STEPS)} steps each "
             f"(timeout {options.timeout_s:g} s per step)"
         )
-        await asyncio.gather(
+        pairs = await asyncio.gather(
             *(_mailbox_story(sides, u, tag, options.timeout_s, narrator) for u in users)
         )
+        from pipeline.cli.demo_more import more_steps
+
+        await more_steps(options, sides, users[0], pairs[0], tag, narrator)
+        if options.status_page:
+            await _show_status_page(http, options.status_page, users, narrator)
     return narrator.results
+
+
+async def _show_status_page(http: Any, url: str, users: list[DemoUser], narrator: Narrator) -> None:
+    import httpx
+
+    try:
+        page = await http.get(url, timeout=10)
+    except httpx.HTTPError as exc:
+        narrator.say(f"status page: {url} did not answer ({exc!r})")
+        return
+    shown = [u.upn for u in users if u.mailbox_id in page.text]
+    narrator.say(
+        f"status page: {url} (HTTP {page.status_code}; lists {len(shown)} of the "
+        f"{len(users)} demo mailbox(es)); it stays up with the stack until `make down`"
+    )
 
 
 def summary(results: list[StepResult]) -> list[str]:
     """The summary table: mailbox, step, seconds."""
     lines = [f"{'mailbox':<24}  {'step':<34}  seconds", "-" * 70]
-    for r in sorted(results, key=lambda r: (r.upn, STEPS.index(r.step))):
+    for r in sorted(
+        results,
+        key=lambda r: (ALL_STEPS.index(r.step) >= len(STEPS), r.upn, ALL_STEPS.index(r.step)),
+    ):
         took = "NOT SEEN" if r.seconds is None else f"{r.seconds:.2f}"
         lines.append(f"{r.upn:<24}  {r.step:<34}  {took}")
     return lines
@@ -350,6 +388,12 @@ def summary(results: list[StepResult]) -> list[str]:
     metavar="PATH",
     help=f"file (mode 0600) with the emulators' bearer token; or set {TOKEN_ENV} (default demo)",
 )
+@click.option(
+    "--status-page",
+    type=Checked("url", emulator_url),
+    default=None,
+    help="the worker's status page URL: checked and printed at the end (make demo passes it)",
+)
 @click.option("--token", hidden=True)  # refused: a token in argv shows in ps
 @json_option
 def demo(
@@ -360,6 +404,7 @@ def demo(
     timeout: float,
     token_file: str | None,
     token: str | None,
+    status_page: str | None,
     as_json: bool,
 ) -> int:
     """Show mailboxes syncing against the running emulators and pipeline (exit 1 if a step
@@ -380,6 +425,8 @@ def demo(
         users=users,
         timeout_s=timeout,
         token=bearer,
+        app_id=settings.app_id,
+        status_page=None if status_page is None else f"{status_page}/",
     )
     narration = sys.stderr if as_json else sys.stdout
 
@@ -392,7 +439,7 @@ def demo(
     except DemoError as exc:
         raise CommandError(f"demo: {exc}") from None
     missed = [r for r in results if r.seconds is None]
-    expected = options.users * len(STEPS)
+    expected = options.users * len(STEPS) + len(EXTRA_STEPS)
     ok = not missed and len(results) == expected
     if as_json:
         write_json({"ok": ok, "expected": expected, "steps": [asdict(r) for r in results]})

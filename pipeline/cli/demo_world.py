@@ -90,8 +90,26 @@ class DemoSides:
         self, user: DemoUser, method: str, path: str, body: Any = None
     ) -> dict[str, Any]:
         """A Graph request in ``user``'s mailbox; the JSON body (DemoError on failure)."""
-        url = f"{self.graph}/v1.0/users/{user.mailbox_id}/{path}"
+        return await self.graph_as(user.mailbox_id, method, path, body)
+
+    async def graph_as(
+        self, graph_user_id: str, method: str, path: str, body: Any = None
+    ) -> dict[str, Any]:
+        """A Graph request in the mailbox of the Graph user ``graph_user_id``."""
+        url = f"{self.graph}/v1.0/users/{graph_user_id}/{path}"
         return _json(await self._request(method, url, body, self._auth), method, url)
+
+    async def graph_user(self, upn: str, display_name: str) -> str:
+        """The Graph id of the user ``upn``, created unless it exists."""
+        found = await self._request("GET", f"{self.graph}/v1.0/users/{upn}", None, self._auth)
+        if found.status_code != 200:
+            url = f"{self.graph}/v1.0/users"
+            body = {"userPrincipalName": upn, "mail": upn, "displayName": display_name}
+            found = await self._request("POST", url, body, self._auth)
+        graph_id = _json(found, "GET", f"{self.graph}/v1.0/users/{upn}").get("id")
+        if not isinstance(graph_id, str) or not graph_id:
+            raise DemoError(f"the Graph emulator returned no id for {upn}")
+        return graph_id
 
     async def check_reachable(self) -> None:
         """DemoError naming the emulator that does not answer."""
@@ -120,15 +138,7 @@ class DemoSides:
         )
         if seeded.status_code >= 300:
             raise DemoError(f"seeding {user.upn} in Dataverse failed: {seeded.text[:300]}")
-        found = await self._request("GET", f"{self.graph}/v1.0/users/{user.upn}", None, self._auth)
-        if found.status_code != 200:
-            url = f"{self.graph}/v1.0/users"
-            body = {"userPrincipalName": user.upn, "mail": user.upn, "displayName": user.full_name}
-            found = await self._request("POST", url, body, self._auth)
-        graph_id = _json(found, "GET", f"{self.graph}/v1.0/users/{user.upn}").get("id")
-        if not isinstance(graph_id, str) or not graph_id:
-            raise DemoError(f"the Graph emulator returned no id for {user.upn}")
-        return replace(user, mailbox_id=graph_id)
+        return replace(user, mailbox_id=await self.graph_user(user.upn, user.full_name))
 
 
 def _json(resp: httpx.Response, method: str, url: str) -> dict[str, Any]:

@@ -21,13 +21,13 @@ from emulators.dataverse import EmulatorConfig as DataverseConfig
 from emulators.dataverse import create_app as create_dataverse
 from emulators.graph.app import create_app as create_graph
 from emulators.graph.config import EmulatorConfig as GraphConfig
-from pipeline.cli.demo import STEPS
+from pipeline.cli.demo import EXTRA_STEPS, STEPS
 from pipeline.cli.run import READY_LINE
 from pipeline.cli.topics import ensure_topics
 from pipeline.settings import KafkaSettings
 from tests.e2e.world import serve
 
-pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 TOKEN = "demo-e2e"
 
 
@@ -109,7 +109,7 @@ async def _demo(s: Stack, *extra: str) -> tuple[int, str, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 90)
+    out, err = await asyncio.wait_for(proc.communicate(), 130)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
@@ -127,14 +127,40 @@ async def test_demo_narrates_every_step_and_runs_twice(stack: Stack) -> None:
             assert narrated, f"{upn} / {step} not narrated:\n{out}"
             assert float(narrated.group(1)) < 20
             assert re.search(rf"^{re.escape(upn)} +{re.escape(step)} +\d+\.\d\d$", out, re.M)
-    assert "all 8 steps seen" in out
+    _assert_extra_steps(out)
+    assert "all 12 steps seen" in out
 
     code, out, err = await _demo(stack, "--users", "2", "--timeout", "20")
     assert code == 0, out + err
     assert "organisation org-demo (" in out and "already registered" in out
     for upn in upns:
         assert f"mailbox {upn} already registered and enabled" in out
-    assert "all 8 steps seen" in out
+    _assert_extra_steps(out)
+    assert re.search(r"takeover: the last run's takeover mailbox take\w+\.demo@contoso.test", out)
+    assert "all 12 steps seen" in out
+
+
+def _assert_extra_steps(out: str) -> None:
+    """The tracked email, conflict, resync and takeover lines, each with its seconds."""
+    seen: dict[str, str] = {}
+    for step in EXTRA_STEPS:
+        line = re.search(rf"\] (\S+) +{re.escape(step)} +(\d+\.\d\d) s  (.*)$", out, re.M)
+        assert line, f"{step} not narrated:\n{out}"
+        assert float(line.group(2)) < 130
+        seen[step] = line.group(3)
+    assert "in category 'Tracked to Dynamics 365': 1 email activity" in seen[EXTRA_STEPS[0]]
+    conflict = re.search(
+        r"jobtitle CRM '(Head of Sales \w+)' vs Outlook 'Sales Lead \w+': "
+        r"policy crm_wins, crm wins; both sides '([^']+)'",
+        seen[EXTRA_STEPS[1]],
+    )
+    assert conflict and conflict.group(1) == conflict.group(2), seen[EXTRA_STEPS[1]]
+    assert re.search(r"\d+ linked, \d+ sent and handled; counts unchanged", seen[EXTRA_STEPS[2]])
+    assert re.search(
+        r"resync linked 3 pairs, enabled, a CRM edit reached its linked copy; "
+        r"3 contacts in Outlook, 3 in the CRM, one copy each",
+        seen[EXTRA_STEPS[3]],
+    )
 
 
 async def test_demo_garbage_arguments_exit_2() -> None:
