@@ -44,7 +44,7 @@ from connectors.dataverse.ids import stream_id
 from connectors.dataverse.publisher import CrmTableReader
 from connectors.dataverse.reader import DataverseChangeSource
 from connectors.errors import ConnectorError
-from connectors.graph.notifications import RESOURCE_KINDS
+from connectors.graph.notifications import RESOURCE_KINDS, NotificationRecord
 from connectors.graph.reader import (
     GraphDeltaSource,
     folders_read,
@@ -425,6 +425,7 @@ class Pipeline:
             self._cursors,
             changes_topic=topic_name(CHANGES_OUTLOOK, kafka),
             on_changes=self._outlook_active,
+            on_lifecycle=self._subscription_lifecycle,
         )
         self._crm_readers = ReaderAssignment(
             kafka,
@@ -759,6 +760,18 @@ class Pipeline:
             run_as=mailbox.systemuser_id,
             what=f"WhoAmI as CRM user {mailbox.systemuser_id}",
         )
+
+    async def _subscription_lifecycle(self, record: NotificationRecord) -> None:
+        """A Graph lifecycle notification: ``subscriptionRemoved`` recreates the subscription,
+        ``reauthorizationRequired`` renews it (the reader then runs the passes it needs)."""
+        if self._subscriptions is not None:
+            log.info(
+                "lifecycle %s for mailbox=%s subscription=%s",
+                record.lifecycle_event,
+                record.mailbox_id,
+                record.subscription_id,
+            )
+            await self._subscriptions.handle_lifecycle(record)
 
     def _outlook_active(self, mailbox_id: str) -> None:
         """A notification pass found changes in the mailbox: poll its To Do soon again."""

@@ -26,8 +26,11 @@ from schemas.token import TrackingTokenFormat
 from schemas.types import Kind
 
 #: Every id read or written is the item's immutable id: a REST id changes when the item moves
-#: (and differs from the immutable id even before), so the writer asks for them too.
-PREFER_HEADERS = 'IdType="ImmutableId"'
+#: (and differs from the immutable id even before), so the writer asks for them too. Event
+#: times are asked for in UTC: an event kept in any Windows or IANA zone reads the same way,
+#: with no zone table to keep up to date (Graph converts; without the header it also answers in
+#: UTC, but saying so keeps a service default from deciding it).
+PREFER_HEADERS = 'IdType="ImmutableId", outlook.timezone="UTC"'
 
 
 def _now() -> str:

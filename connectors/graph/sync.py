@@ -49,7 +49,9 @@ StreamsFor = Callable[[str], Awaitable[Sequence[GraphDeltaSource]]]
 class OutlookReader:
     """Runs delta passes for mailboxes and publishes their changes. ``on_changes(mailbox)``
     is called after a notification-driven pass of the mailbox published changes (its user is
-    active: a poller may want to look again soon)."""
+    active: a poller may want to look again soon). ``on_lifecycle(record)`` acts on a
+    ``subscriptionRemoved`` or ``reauthorizationRequired`` notification (recreate, renew)
+    before the passes run."""
 
     def __init__(
         self,
@@ -59,8 +61,10 @@ class OutlookReader:
         *,
         changes_topic: str,
         on_changes: Callable[[str], None] | None = None,
+        on_lifecycle: Callable[[NotificationRecord], Awaitable[None]] | None = None,
     ) -> None:
         self._streams_for = streams_for
+        self._on_lifecycle = on_lifecycle
         self._publisher = publisher
         self._cursors = cursors
         self._topic = changes_topic
@@ -127,13 +131,20 @@ class OutlookReader:
     async def handle(self, records: Iterable[NotificationRecord]) -> list[PassResult]:
         """Coalesce notifications: one pass per mailbox over the kinds they name.
 
-        A ``missed`` lifecycle event asks for a pass over every stream of the mailbox.
+        A ``missed`` lifecycle event asks for a pass over every stream of the mailbox. So does
+        ``subscriptionRemoved``, once ``on_lifecycle`` has recreated the subscription: what
+        changed while there was none must be read now. ``reauthorizationRequired`` only goes to
+        ``on_lifecycle``.
         """
         wanted: dict[str, set[Kind] | None] = {}
         for rec in records:
-            if rec.lifecycle_event not in (None, "missed"):
-                continue
-            if rec.lifecycle_event == "missed":
+            event = rec.lifecycle_event
+            if event in ("subscriptionRemoved", "reauthorizationRequired"):
+                if self._on_lifecycle is not None:
+                    await self._on_lifecycle(rec)
+                if event == "reauthorizationRequired":
+                    continue
+            if event is not None:
                 wanted[rec.mailbox_id] = None
                 continue
             kinds = wanted.setdefault(rec.mailbox_id, set())

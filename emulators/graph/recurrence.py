@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -11,6 +12,8 @@ from .errors import GraphError
 
 _DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 _INDEX = {"first": 0, "second": 1, "third": 2, "fourth": 3}
+#: Windows zone names (as Outlook keeps them; Graph accepts them and IANA names alike) and the
+#: IANA zone each one follows
 _WINDOWS_ZONES = {
     "utc": "UTC",
     "coordinated universal time": "UTC",
@@ -25,6 +28,82 @@ _WINDOWS_ZONES = {
     "tokyo standard time": "Asia/Tokyo",
     "india standard time": "Asia/Kolkata",
     "aus eastern standard time": "Australia/Sydney",
+    "greenwich standard time": "Atlantic/Reykjavik",
+    "central european standard time": "Europe/Warsaw",
+    "e. europe standard time": "Europe/Chisinau",
+    "fle standard time": "Europe/Kyiv",
+    "gtb standard time": "Europe/Bucharest",
+    "russian standard time": "Europe/Moscow",
+    "turkey standard time": "Europe/Istanbul",
+    "israel standard time": "Asia/Jerusalem",
+    "jordan standard time": "Asia/Amman",
+    "syria standard time": "Asia/Damascus",
+    "middle east standard time": "Asia/Beirut",
+    "egypt standard time": "Africa/Cairo",
+    "south africa standard time": "Africa/Johannesburg",
+    "morocco standard time": "Africa/Casablanca",
+    "w. central africa standard time": "Africa/Lagos",
+    "e. africa standard time": "Africa/Nairobi",
+    "arab standard time": "Asia/Riyadh",
+    "arabian standard time": "Asia/Dubai",
+    "iran standard time": "Asia/Tehran",
+    "afghanistan standard time": "Asia/Kabul",
+    "georgian standard time": "Asia/Tbilisi",
+    "caucasus standard time": "Asia/Yerevan",
+    "azerbaijan standard time": "Asia/Baku",
+    "pakistan standard time": "Asia/Karachi",
+    "west asia standard time": "Asia/Tashkent",
+    "ekaterinburg standard time": "Asia/Yekaterinburg",
+    "sri lanka standard time": "Asia/Colombo",
+    "nepal standard time": "Asia/Kathmandu",
+    "central asia standard time": "Asia/Almaty",
+    "bangladesh standard time": "Asia/Dhaka",
+    "n. central asia standard time": "Asia/Novosibirsk",
+    "myanmar standard time": "Asia/Yangon",
+    "se asia standard time": "Asia/Bangkok",
+    "north asia standard time": "Asia/Krasnoyarsk",
+    "china standard time": "Asia/Shanghai",
+    "singapore standard time": "Asia/Singapore",
+    "taipei standard time": "Asia/Taipei",
+    "w. australia standard time": "Australia/Perth",
+    "korea standard time": "Asia/Seoul",
+    "yakutsk standard time": "Asia/Yakutsk",
+    "cen. australia standard time": "Australia/Adelaide",
+    "aus central standard time": "Australia/Darwin",
+    "e. australia standard time": "Australia/Brisbane",
+    "tasmania standard time": "Australia/Hobart",
+    "west pacific standard time": "Pacific/Port_Moresby",
+    "vladivostok standard time": "Asia/Vladivostok",
+    "new zealand standard time": "Pacific/Auckland",
+    "fiji standard time": "Pacific/Fiji",
+    "chatham islands standard time": "Pacific/Chatham",
+    "tonga standard time": "Pacific/Tongatapu",
+    "line islands standard time": "Pacific/Kiritimati",
+    "dateline standard time": "Etc/GMT+12",
+    "utc-11": "Etc/GMT+11",
+    "utc-02": "Etc/GMT+2",
+    "utc+12": "Etc/GMT-12",
+    "hawaiian standard time": "Pacific/Honolulu",
+    "marquesas standard time": "Pacific/Marquesas",
+    "alaskan standard time": "America/Anchorage",
+    "pacific standard time (mexico)": "America/Tijuana",
+    "us mountain standard time": "America/Phoenix",
+    "mountain standard time (mexico)": "America/Mazatlan",
+    "central america standard time": "America/Guatemala",
+    "central standard time (mexico)": "America/Mexico_City",
+    "canada central standard time": "America/Regina",
+    "sa pacific standard time": "America/Bogota",
+    "us eastern standard time": "America/Indiana/Indianapolis",
+    "venezuela standard time": "America/Caracas",
+    "atlantic standard time": "America/Halifax",
+    "sa western standard time": "America/La_Paz",
+    "pacific sa standard time": "America/Santiago",
+    "newfoundland standard time": "America/St_Johns",
+    "e. south america standard time": "America/Sao_Paulo",
+    "argentina standard time": "America/Argentina/Buenos_Aires",
+    "sa eastern standard time": "America/Cayenne",
+    "azores standard time": "Atlantic/Azores",
+    "cape verde standard time": "Atlantic/Cape_Verde",
 }
 _MAX_DAYS = 366 * 20
 
@@ -72,6 +151,32 @@ def graph_utc(moment: datetime) -> dict[str, str]:
         "dateTime": moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000"),
         "timeZone": "UTC",
     }
+
+
+_PREFER_ZONE = re.compile(r'outlook\.timezone\s*=\s*"([^"]*)"', re.IGNORECASE)
+
+
+def preferred_zone(prefer: str | None) -> str:
+    """The zone of ``Prefer: outlook.timezone="..."``; Graph answers in UTC without it."""
+    found = _PREFER_ZONE.search(prefer or "")
+    return found.group(1).strip() if found and found.group(1).strip() else "UTC"
+
+
+def present_times(body: Any, name: str) -> None:
+    """Express the ``start``/``end`` of every event in ``body`` (an item or a collection) in
+    the zone ``name``, as Graph does for ``Prefer: outlook.timezone`` (UTC without it).
+    All-day events keep their own times; an unknown zone is Graph's 400."""
+    target = UTC if name.upper() == "UTC" else zone(name)
+    items = body.get("value") if isinstance(body, dict) and "value" in body else [body]
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict) or item.get("isAllDay"):
+            continue
+        for key in ("start", "end"):
+            dtz = item.get(key)
+            if not isinstance(dtz, dict) or not isinstance(dtz.get("dateTime"), str):
+                continue
+            local = to_utc(dtz).astimezone(target)
+            item[key] = {"dateTime": local.strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": name}
 
 
 def _months(a: date, b: date) -> int:

@@ -11,10 +11,14 @@ from .batch import run_batch
 from .config import EmulatorConfig
 from .errors import GraphError, error_body
 from .ids import new_guid
+from .recurrence import preferred_zone, present_times
 from .routing import Context, Request, Response, Router, normalize_path
 from .store import Store
 from .subscriptions import SubscriptionManager
 from .throttle import Faults, RequestLog, Stats, Throttle
+
+#: requests whose answers hold events (their times follow ``Prefer: outlook.timezone``)
+_EVENTS = re.compile(r"/(events|calendarview|calendar|calendars)(/|$|\()", re.IGNORECASE)
 
 _USER_PATH = re.compile(r"^/users/([^/]+)", re.IGNORECASE)
 
@@ -82,6 +86,8 @@ class Emulator:
                     response = await handler(self.context, req, params)
                 finally:
                     self.throttle.leave(key)
+                if _EVENTS.search(req.path) and response.status < 300 and response.body:
+                    present_times(response.body, preferred_zone(req.header("Prefer")))
         except GraphError as exc:
             response = Response(
                 exc.status, error_body(exc.code, exc.message, request_id, client_id), exc.headers

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from connectors.errors import CursorExpiredError, InvalidResponseError
-from connectors.graph.notifications import NotificationRecord
+from connectors.graph.notifications import LifecycleEvent, NotificationRecord
 from connectors.graph.reader import GraphDeltaSource, contacts_stream
 from connectors.graph.receiver import ReceiverServer
 from connectors.graph.sync import OutlookReader, StreamsFor, cursor_key
@@ -210,3 +210,36 @@ async def test_reader_publishes_keyed_by_mailbox_then_stores_cursor(env: Env) ->
     # notifications of other resources do not touch the contacts stream
     await reader.handle([NotificationRecord("m1", "messages", "s2", "2026-01-01T00:00:00Z")])
     assert len(env.script.hits) == 2
+
+
+async def test_lifecycle_events_go_to_the_callback_and_removal_reads_at_once(env: Env) -> None:
+    seen: list[tuple[str | None, int]] = []
+
+    async def on_lifecycle(rec: NotificationRecord) -> None:
+        seen.append((rec.lifecycle_event, len(env.script.hits)))  # before any pass runs
+
+    src = source(env)
+    reader = OutlookReader(
+        streams_of(src),
+        MemoryPublisher(),
+        MemoryCursorStore(),
+        changes_topic="co",
+        on_lifecycle=on_lifecycle,
+    )
+
+    def note(event: LifecycleEvent) -> NotificationRecord:
+        return NotificationRecord(
+            "m1", "events", "s1", "2026-01-01T00:00:00Z", lifecycle_event=event
+        )
+
+    # reauthorization: the callback renews; nothing to read
+    assert await reader.handle([note("reauthorizationRequired")]) == []
+    assert seen == [("reauthorizationRequired", 0)] and env.script.hits == []
+
+    # removal: the callback recreates first, then every stream of the mailbox is read (the
+    # removed subscription was for events; the contacts stream is read all the same)
+    env.script.pages = [(200, {}, {"value": [contact(1)], "@odata.deltaLink": env.link("d?t=1")})]
+    results = await reader.handle([note("subscriptionRemoved")])
+    assert seen[1] == ("subscriptionRemoved", 0)
+    assert [(r.stream_id, r.published) for r in results] == [(src.stream_id, 1)]
+    assert len(env.script.hits) == 1
