@@ -115,7 +115,8 @@ async def test_make_up_syncs_a_mailbox_and_make_down_stops_it(
             assert float(took.group(1)) <= budget, f"{step}: {took.group(1)} s\n{demo}"
         async with httpx.AsyncClient(timeout=10) as http:
             stats = (await http.get(f"http://127.0.0.1:{graph_port}/_emulator/stats")).json()
-        assert stats["subscriptions"] == 3 and stats["notifications_delivered"] > 0, stats
+        # 3 resources (mail, contacts, calendar) for the demo mailbox and for its takeover one
+        assert stats["subscriptions"] == 6 and stats["notifications_delivered"] > 0, stats
         status, shown = await _run("bash", str(STACK), "status", env=env, within=30)
         assert status == 0, shown
         worker = (run_dir / "worker.pid").read_text().strip()
