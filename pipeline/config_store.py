@@ -167,6 +167,18 @@ class ConfigSnapshot:
                 if not holders:
                     del self._claims[key]
 
+    def copy(self, *, problems: int | None = None) -> ConfigSnapshot:
+        """A new snapshot with the same records (and the first ``problems`` problems, or all)."""
+        kept = self.problems if problems is None else self.problems[:problems]
+        return ConfigSnapshot(
+            dict(self.organisations),
+            dict(self.mailboxes),
+            dict(self.filters),
+            dict(self.directions),
+            list(kept),
+            self.revision,
+        )
+
     def get(self, key: str) -> ConfigRecord | None:
         """The record under ``key``, if any."""
         kind, _, rest = key.partition(":")
@@ -352,6 +364,9 @@ class ConfigStore:
         self._timeout_s = timeout_s
         self._producer: AIOKafkaProducer | None = None
         self.snapshot = ConfigSnapshot()
+        #: what the last load read: each partition's end offset, the snapshot, and how many of
+        #: its problems were undecodable records (the rest are clashes, worked out per load)
+        self._loaded: tuple[dict[TopicPartition, int], ConfigSnapshot, int] | None = None
 
     @property
     def topic(self) -> str:
@@ -393,11 +408,15 @@ class ConfigStore:
         await self.stop()
 
     async def load(self) -> ConfigSnapshot:
-        """Read the topic from the beginning to its current end offsets into a new snapshot.
+        """The topic's records up to its current end offsets, as a snapshot.
 
-        Undecodable records and invariant clashes land in ``snapshot.problems``.
+        The first load reads from the beginning; later ones read only what was added since
+        the previous load, onto a copy of its snapshot (a worker reloads every few seconds,
+        and decoding 10,000 mailbox records each time took a third of its CPU). Nothing added:
+        the previous snapshot itself. A partition that shrank (the topic was recreated): read
+        from the beginning again. Undecodable records and invariant clashes land in
+        ``snapshot.problems``.
         """
-        snapshot = ConfigSnapshot()
         consumer = self._clients.consumer(
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -409,8 +428,22 @@ class ConfigStore:
             parts = await self._partitions()
             tps = [TopicPartition(self._topic, p) for p in sorted(parts)]
             consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
             ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+            loaded = self._loaded
+            if (
+                loaded is not None
+                and set(loaded[0]) == set(tps)
+                and all(ends[tp] >= loaded[0][tp] for tp in tps)
+            ):
+                if ends == loaded[0]:
+                    self.snapshot = loaded[1]
+                    return loaded[1]
+                snapshot = loaded[1].copy(problems=loaded[2])
+                for tp in tps:
+                    consumer.seek(tp, loaded[0][tp])
+            else:
+                snapshot = ConfigSnapshot()
+                await consumer.seek_to_beginning(*tps)
             deadline = time.monotonic() + self._timeout_s
             pending = {tp for tp in tps if ends[tp] > await consumer.position(tp)}
             while pending:
@@ -425,7 +458,9 @@ class ConfigStore:
                         pending.discard(tp)
         finally:
             await stop_consumer(consumer)
+        undecodable = len(snapshot.problems)
         snapshot.problems.extend(snapshot.clashes())
+        self._loaded = (ends, snapshot, undecodable)
         self.snapshot = snapshot
         return snapshot
 

@@ -221,3 +221,31 @@ async def test_cli_mailbox_resume_replays_what_was_parked(
     assert [v for v in values if v] == [b"change-2", b"change-3"]
     code = await asyncio.to_thread(main, ["mailbox", "resume", "nobody@contoso.com", *common])
     assert code == 1
+
+
+async def test_a_reload_reads_only_what_was_added(kafka: KafkaSettings) -> None:
+    """A worker's reader reloads every few seconds: nothing new gives the same snapshot; new
+    records, tombstones, garbage and a clash are read onto a copy; another store that reads
+    the topic from the beginning agrees with it."""
+    async with ConfigStore(kafka) as writer, ConfigStore(kafka) as reader:
+        await writer.put(_org())
+        await writer.put(_mailbox("mb1", "ann@contoso.com", SU1), create=True)
+        await writer.put(_mailbox("mb2", "bob@contoso.com", SU2), create=True)
+        first = await reader.load()
+        assert set(first.mailboxes) == {"mb1", "mb2"}
+        assert await reader.load() is first  # nothing added
+        await writer.delete("mailbox:mb2")
+        await writer.put_raw("mailbox:bad", b"{not json")
+        racer = _mailbox("mb3", "ANN@contoso.com", "33333333-3333-3333-3333-333333333333")
+        await writer.put_raw("mailbox:mb3", _encoded(racer))  # a racing writer's clash
+        second = await reader.load()
+        assert second is not first and set(first.mailboxes) == {"mb1", "mb2"}  # untouched
+        assert set(second.mailboxes) == {"mb1", "mb3"}
+        assert sorted(p.key for p in second.problems) == ["mailbox:bad", "mailbox:mb3"]
+        await writer.put(_mailbox("mb4", "cy@contoso.com", SU2), create=True)
+        third = await reader.load()
+        assert set(third.mailboxes) == {"mb1", "mb3", "mb4"}
+        assert sorted(p.key for p in third.problems) == ["mailbox:bad", "mailbox:mb3"]
+    async with ConfigStore(kafka) as fresh:
+        assert fresh.snapshot.mailboxes == third.mailboxes
+        assert fresh.snapshot.problems == third.problems
