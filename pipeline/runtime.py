@@ -40,9 +40,11 @@ from typing import Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from connectors.dataverse.client import DataverseClient
 from connectors.dataverse.ids import stream_id
 from connectors.dataverse.publisher import CrmTableReader
 from connectors.dataverse.reader import DataverseChangeSource
+from connectors.dataverse.users import enabled_users
 from connectors.errors import ConnectorError
 from connectors.graph.notifications import RESOURCE_KINDS, NotificationRecord
 from connectors.graph.reader import (
@@ -155,9 +157,11 @@ class RuntimeOptions:
     failure_summary_s: float = 60.0
     """How often a reader that keeps failing logs a summary line."""
     crm_user_check_s: float = 300.0
-    """How often a mailbox's reader checks that Dataverse still lets it act as the mailbox's
-    CRM user (one impersonated WhoAmI; also on every full pass): a disabled or removed user is
-    a permanent failure, the mailbox failing and then disabled like one Graph refuses."""
+    """How often the mailboxes' readers check that Dataverse still lets them act as their CRM
+    users (also on every full pass): the organisation's enabled users are listed at most this
+    often, in one paged query for all its mailboxes, and a user not among them is tried once
+    (an impersonated WhoAmI). A disabled or removed user is a permanent failure, the mailbox
+    failing and then disabled like one Graph refuses."""
     full_pass_concurrency: int = 16
     """How many mailboxes make a full pass (subscriptions ensured, every stream read) at once.
     A worker that starts with thousands of mailboxes admits them this many at a time, so their
@@ -273,6 +277,9 @@ class Pipeline:
         self._seen_at: dict[str, float] = dict.fromkeys(config.mailboxes, -math.inf)
         #: admits this many mailboxes' full passes at a time (see ``full_pass_concurrency``)
         self._full_gate = asyncio.Semaphore(self.options.full_pass_concurrency)
+        #: per organisation: when its enabled CRM users were listed, and their ids
+        self._crm_users: dict[str, tuple[float, frozenset[str]]] = {}
+        self._crm_user_locks: dict[str, asyncio.Lock] = {}
         self.health = HealthBook(settings.app_id)
         """What this worker saw of the mailboxes it reads (published on ``mailbox.status``)."""
         self.metrics = WorkerMetrics()
@@ -749,17 +756,36 @@ class Pipeline:
         await runner.run()
 
     async def _check_crm_user(self, mailbox_id: str) -> None:
-        """Act once as the mailbox's CRM user (WhoAmI with its impersonation header): a
-        disabled user is answered 403 (0x8004a104), a removed one 404, both permanent."""
+        """Whether the mailbox's CRM user can still be acted as. The organisation's enabled
+        users are listed at most every ``crm_user_check_s`` (one paged query for all its
+        mailboxes); a user not among them is checked by acting as it once (WhoAmI with its
+        impersonation header): a disabled user is answered 403 (0x8004a104), a removed one
+        404, both permanent. A user the listing missed but WhoAmI accepts renews the list."""
         mailbox = self._config.mailboxes.get(mailbox_id)
         if mailbox is None or self._connections is None:
             return
         client = await self._connections.dataverse(mailbox.org_id)
+        enabled = await self._enabled_users(mailbox.org_id, client)
+        if mailbox.systemuser_id.strip().strip("{}").lower() in enabled:
+            return
         await client.get_json(
             "WhoAmI",
             run_as=mailbox.systemuser_id,
             what=f"WhoAmI as CRM user {mailbox.systemuser_id}",
         )
+        self._crm_users.pop(mailbox.org_id, None)  # enabled after all: list again next time
+
+    async def _enabled_users(self, org_id: str, client: DataverseClient) -> frozenset[str]:
+        """The organisation's enabled CRM users, listed again once ``crm_user_check_s`` old."""
+        lock = self._crm_user_locks.setdefault(org_id, asyncio.Lock())
+        async with lock:  # one listing per organisation, however many mailboxes ask
+            cached = self._crm_users.get(org_id)
+            now = time.monotonic()
+            if cached is not None and now - cached[0] < self.options.crm_user_check_s:
+                return cached[1]
+            users = await enabled_users(client)
+            self._crm_users[org_id] = (now, users)
+            return users
 
     async def _subscription_lifecycle(self, record: NotificationRecord) -> None:
         """A Graph lifecycle notification: ``subscriptionRemoved`` recreates the subscription,

@@ -94,6 +94,9 @@ class Emulator:
                         raise ValueError("each systemuser must be an object")
                     changes = parser.parse(table, item)
                     existing = self.store.get("systemuser", changes.body_id or "")
+                    if existing is None and "isdisabled" not in item:
+                        # Dataverse's isdisabled is a boolean that defaults to false, never null
+                        changes = parser.parse(table, {**item, "isdisabled": False})
                     if existing is not None:
                         row = self.api.writer.update(table, existing, changes, app_user)
                     else:

@@ -183,3 +183,26 @@ def test_bad_configuration_is_rejected() -> None:
     assert org_scope("https://contoso.crm4.dynamics.com/api/data/v9.2") == (
         "https://contoso.crm4.dynamics.com/.default"
     )
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        {"values": []},
+        {"value": {"systemuserid": "x"}},
+        {"value": [{"fullname": "no id"}]},
+        {"value": [{"systemuserid": ""}]},
+        {"value": ["not an object"]},
+        {"value": [], "@odata.nextLink": 7},
+    ],
+)
+async def test_enabled_users_refuses_garbage_pages(
+    served: tuple[Script, DataverseClient], page: dict[str, object]
+) -> None:
+    from connectors.dataverse.users import enabled_users
+    from connectors.errors import InvalidResponseError
+
+    script, client = served
+    script.answers = [web.json_response(page)]
+    with pytest.raises(InvalidResponseError, match="enabled CRM users"):
+        await enabled_users(client)
