@@ -332,20 +332,25 @@ class Pipeline:
     def health_records(self) -> list[MailboxHealth]:
         """The status record of each mailbox this worker reads now."""
         feed, records = self._feed, []
+        conflicts: dict[str, int] = {}
+        alerts: dict[str, list[str]] = {}
+        if feed is not None:  # indexed once, not scanned once per mailbox
+            for c in feed.conflicts:
+                if c.policy == "manual" and c.winner == "none":
+                    conflicts[c.mailbox_id] = conflicts.get(c.mailbox_id, 0) + 1
+            for a in feed.alerts:
+                alerts.setdefault(a.mailbox_id, []).append(f"{a.at} {a.reason}")
         for mailbox_id, runner in sorted(self._runners.items()):
             mailbox = self._config.mailboxes.get(mailbox_id)
             if mailbox is None:
                 continue
-            conflicts, alerts = 0, []
-            if feed is not None:
-                conflicts = sum(
-                    1
-                    for c in feed.conflicts
-                    if c.mailbox_id == mailbox_id and c.policy == "manual" and c.winner == "none"
-                )
-                alerts = [f"{a.at} {a.reason}" for a in feed.alerts if a.mailbox_id == mailbox_id]
             records.append(
-                self.health.record(mailbox, runner, open_conflicts=conflicts, alerts=alerts)
+                self.health.record(
+                    mailbox,
+                    runner,
+                    open_conflicts=conflicts.get(mailbox_id, 0),
+                    alerts=alerts.get(mailbox_id, []),
+                )
             )
         return records
 
