@@ -60,10 +60,34 @@ class Emulator:
             return key.lower(), {key.lower()}
         return mailbox.id, {mailbox.id.lower(), mailbox.upn.lower(), mailbox.mail.lower()}
 
+    def _subscription_mailbox(self, req: Request) -> tuple[str, set[str]]:
+        """A subscription request counts against the mailbox it subscribes to (Outlook's
+        limits are per app and mailbox), not against one bucket shared by every mailbox:
+        ``POST /subscriptions`` by its body's ``resource``, ``/subscriptions/{id}`` by the
+        stored subscription's. Anything else: no mailbox."""
+        parts = req.path.strip("/").split("/")
+        if not parts or parts[0].lower() != "subscriptions":
+            return "", set()
+        resource: object = None
+        if len(parts) == 1 and req.method == "POST":
+            try:
+                body = req.json()
+            except GraphError:
+                return "", set()
+            resource = body.get("resource") if isinstance(body, dict) else None
+        elif len(parts) == 2:
+            sub = self.subscriptions.items.get(parts[1])
+            return (sub.mailbox_id, {sub.mailbox_id.lower()}) if sub is not None else ("", set())
+        if not isinstance(resource, str):
+            return "", set()
+        return self._mailbox_of("/" + resource.lstrip("/"))
+
     async def dispatch(self, req: Request) -> Response:
         """Run one request (throttle, faults, handler) and turn errors into Graph bodies."""
         req.path = normalize_path(req.path)
         mailbox, names = self._mailbox_of(req.path)
+        if not mailbox:
+            mailbox, names = self._subscription_mailbox(req)
         started = time.time()
         agent = req.header("user-agent") or self._agent.get()
         request_id = new_guid()

@@ -330,3 +330,35 @@ def test_cli_args_build_config() -> None:
     assert (host, port) == ("127.0.0.1", 9001)
     assert config.throttle.requests_per_window == 5000 and config.throttle.max_concurrent == 2
     assert not config.throttle_enabled and config.notify_time_scale == 0.01
+
+
+async def test_subscription_requests_count_against_the_subscribed_mailbox(
+    receiver: Receiver,
+) -> None:
+    """Outlook's limits are per app and mailbox: creating subscriptions for one mailbox uses
+    its budget, not a bucket every mailbox's subscriptions share (which stopped a worker with
+    thousands of mailboxes at 10,000 subscriptions)."""
+    from emulators.graph import EmulatorConfig, ThrottleLimits
+
+    from .conftest import start
+
+    config = EmulatorConfig(throttle=ThrottleLimits(requests_per_window=3, window_seconds=30))
+    async for tight in start(config):
+        alice = await tight.user("alice")
+        await tight.user("bob")
+        for resource in ("messages", "contacts", "events"):
+            made = await _subscribe(
+                tight, receiver, resource=f"users/alice@contoso.test/{resource}"
+            )
+            assert made.status_code == 201, made.text
+        over = await _subscribe(tight, receiver, resource="users/alice@contoso.test/messages")
+        assert over.status_code == 429, over.text  # alice's budget, spent
+        bob = await _subscribe(tight, receiver, resource="users/bob@contoso.test/messages")
+        assert bob.status_code == 201, bob.text  # bob's is his own
+        renewed = await tight.raw.patch(
+            f"{tight.api}/subscriptions/{bob.json()['id']}",
+            json={"expirationDateTime": _expiry(90)},
+        )
+        assert renewed.status_code == 200, renewed.text
+        stats = (await tight.raw.get(f"{tight.root}/_emulator/stats")).json()
+        assert stats["by_mailbox"][alice] == 4  # three created, one refused
