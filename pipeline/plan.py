@@ -672,6 +672,11 @@ def _carry_out(b: _Builder, decision: DeleteDecision, deleted: Side, edits: Proj
         b.command(o, "delete", {})
         b.link = replace(b.link, tombstone=True)
         return b.done()
+    if decision == "delete_other" and any(p.action == "create" for p in b.link.pending_to(o)):
+        # its counterpart's create is still in flight (re-sent after a restart, say): the
+        # pair stays linked with this side deleted, and the create's outcome, which brings
+        # the new item's id, deletes it (apply_outcome). Unlinking here left it for good.
+        return b.done()
     b.link = replace(b.link, unlinked=True)
     b.event("com.dynasync.item.unlinked.v1", "delete", deleted, {})
     return b.done()
@@ -840,6 +845,12 @@ def apply_outcome(link: LinkState, outcome: WriteOutcome, rules: MailboxRules, n
             recent = (*side.recent, outcome.version)[-RECENT_VERSIONS:]
             new_side = replace(new_side, recent=recent)
         b.link = replace(link.with_side(t, new_side), base={**link.base, **written})
+        if pending.action == "create" and link.side(other_side(t)).deleted and not link.unlinked:
+            # the source was deleted while this create was in flight: delete what it made
+            b.command(t, "delete", {})
+            b.link = replace(b.link, tombstone=True)
+            b.event("com.dynasync.item.deleted.v1", "delete", other_side(t), {})
+            return b.done()
         b.event("com.dynasync.item.synced.v1", "upsert", other_side(t), written)
         if pending.action == "send":
             sent_id = written.get("messageid")

@@ -564,3 +564,62 @@ class TestRulesAndState:
     def test_link_codec_rejects_garbage(self, raw: bytes) -> None:
         with pytest.raises(ValueError, match="not a link state"):
             decode_link(raw)
+
+
+def test_a_delete_while_the_counterparts_create_is_in_flight_deletes_it_on_its_outcome() -> None:
+    """A CRM contact deleted while its Outlook create is still in flight (re-sent after a
+    restart, say): the pair stays linked, and the create's outcome deletes the new item.
+    Unlinking here (as before) left the Outlook copy for good; the chaos test caught it."""
+    from pipeline.plan import apply_outcome, plan
+    from schemas.models import ItemChange, WriteOutcome
+
+    rules = MailboxRules("mbx", "org", "11111111-2222-3333-4444-555555555555")
+    created = ItemChange(
+        change_id="crm:contact:r1:1",
+        side="crm",
+        org_id="org",
+        kind="contact",
+        op="upsert",
+        item_id="r1",
+        version="1",
+        observed_at="2030-01-01T00:00:00Z",
+        mailbox_id="mbx",
+        table="contact",
+        projection={"firstname": "Ed", "lastname": "Lee"},
+    )
+    first = plan(created, None, rules, "2030-01-01T00:00:01Z")
+    (create,) = first.commands
+    assert create.action == "create" and create.target == "outlook"
+    deleted = ItemChange(
+        change_id="crm:contact:r1:deleted",
+        side="crm",
+        org_id="org",
+        kind="contact",
+        op="delete",
+        item_id="r1",
+        version="",
+        observed_at="2030-01-01T00:00:02Z",
+        mailbox_id="mbx",
+        table="contact",
+    )
+    second = plan(deleted, first.link, rules, "2030-01-01T00:00:02Z")
+    assert second.link is not None and not second.link.unlinked
+    assert second.commands == ()  # nothing to delete yet: the Outlook id is not known
+    outcome = WriteOutcome(
+        command_id=create.command_id,
+        mailbox_id="mbx",
+        org_id="org",
+        kind="contact",
+        completed_at="2030-01-01T00:00:03Z",
+        correlation_id=create.correlation_id,
+        target="outlook",
+        action="create",
+        status="applied",
+        target_id="AAMk-new",
+        version="ck1",
+        written=dict(create.fields),
+    )
+    third = apply_outcome(second.link, outcome, rules, "2030-01-01T00:00:03Z")
+    (delete,) = third.commands
+    assert (delete.target, delete.action, delete.target_id) == ("outlook", "delete", "AAMk-new")
+    assert third.link is not None and third.link.tombstone
