@@ -104,12 +104,13 @@ async def _replay(
     from aiokafka import TopicPartition
 
     from pipeline.cli.clients import consumer, producer
-    from pipeline.cli.topic_read import partitions_of, read_to_end
+    from pipeline.cli.topic_read import read_to_end
+    from pipeline.dlq import topic_partitions
     from pipeline.stages.guard import CONTROL_HEADER
     from pipeline.topics import ALL_TOPICS, topic_name
 
     name = topic_name(next(t for t in ALL_TOPICS if t.name == spec), kafka)
-    parts = await partitions_of(kafka, name)
+    parts = await topic_partitions(kafka, name)
     if offset is not None:
         start = dict.fromkeys(parts, offset)
     else:

@@ -12,21 +12,6 @@ if TYPE_CHECKING:
     from pipeline.settings import KafkaSettings
 
 
-async def partitions_of(kafka: KafkaSettings, name: str) -> list[int]:
-    """The partition numbers of ``name``; LookupError if it does not exist."""
-    from pipeline.cli.clients import admin_client
-
-    admin = admin_client(kafka)
-    try:
-        await admin.start()
-        (meta,) = await admin.describe_topics([name])
-    finally:
-        await admin.close()
-    if meta.get("error_code", 0) != 0 or not meta.get("partitions"):
-        raise LookupError(f"topic {name} does not exist (run `dynasync topics create`)")
-    return sorted(int(p["partition"]) for p in meta["partitions"])
-
-
 async def read_to_end(
     kafka: KafkaSettings,
     name: str,
@@ -39,8 +24,9 @@ async def read_to_end(
     from aiokafka import TopicPartition
 
     from pipeline.cli.clients import consumer
+    from pipeline.dlq import topic_partitions
 
-    parts = await partitions_of(kafka, name)
+    parts = await topic_partitions(kafka, name)
     reader = consumer(kafka, enable_auto_commit=False, auto_offset_reset="earliest")
     await reader.start()
     try:
