@@ -17,7 +17,21 @@ from pipeline.settings import KafkaSettings
 from pipeline.topics import CONFLICTS, CURSORS, topic_name
 
 if TYPE_CHECKING:
+    from aiokafka import AIOKafkaConsumer
+
     from pipeline.web.feed import ConflictView
+
+
+def _from_start(kafka: KafkaSettings, topic: str) -> AIOKafkaConsumer:
+    """A group-less consumer of ``topic`` from its beginning (not started)."""
+    return kafka_consumer(
+        kafka,
+        topic,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        client_id="dynasync-demo-watch",
+    )
 
 
 async def wait_for_readers(
@@ -29,14 +43,7 @@ async def wait_for_readers(
     prefixes = {m: f"delta:graph:{m}:".encode() for m in mailbox_ids}
     seen: dict[str, float] = {}
     start = time.monotonic()
-    consumer = kafka_consumer(
-        kafka,
-        topic,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        client_id="dynasync-demo-watch",
-    )
+    consumer = _from_start(kafka, topic)
     try:
         await consumer.start()
         while len(seen) < len(prefixes) and time.monotonic() - start <= timeout_s:
@@ -47,7 +54,7 @@ async def wait_for_readers(
                         if mailbox not in seen and rec.key and rec.key.startswith(prefix):
                             seen[mailbox] = time.monotonic() - start
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return seen
 
 
@@ -60,14 +67,7 @@ async def find_conflict(
 
     topic = topic_name(CONFLICTS, kafka)
     start = time.monotonic()
-    consumer = kafka_consumer(
-        kafka,
-        topic,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        client_id="dynasync-demo-watch",
-    )
+    consumer = _from_start(kafka, topic)
     try:
         await consumer.start()
         while time.monotonic() - start <= timeout_s:
