@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from pipeline.state import derived_id
 from pipeline.topics import CHANGES_OUTLOOK, COMMANDS_CRM, EVENTS_V1, OUTCOMES, topic_name
 from schemas.codec import dumps, event_from_kafka
 from schemas.models import EVENT_DATA_SCHEMA_URI, WriteOutcome
+from tests.integration.test_publish_durability import engine_worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 
@@ -88,28 +88,6 @@ async def _admin_events(run: Run, limit: str, *, create: bool) -> None:
             await admin.alter_configs([resource])
     finally:
         await admin.close()
-
-
-@contextlib.asynccontextmanager
-async def _engine(run: Run, mailboxes: int) -> AsyncIterator[asyncio.subprocess.Process]:
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.integration.test_publish_durability",
-        run.bootstrap,
-        run.kafka.topic_prefix,
-        run.app_id,
-        str(run.data_dir),
-        str(mailboxes),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        yield child
-    finally:
-        if child.returncode is None:
-            child.kill()
-        await child.wait()
 
 
 def _applied(command: dict[str, Any]) -> WriteOutcome:
@@ -216,7 +194,7 @@ async def test_a_refused_event_leaves_its_outcome_to_be_read_again(
         _producer(kafka_bootstrap) as producer,
         EventTail(kafka_bootstrap, run.events) as tail,
     ):
-        async with _engine(run, mailboxes) as first:
+        async with engine_worker(run, mailboxes) as first:
             outcomes = await _outcomes_of_commands(run, producer, changes, mailboxes)
             code = await asyncio.wait_for(first.wait(), 60)  # the first event ends it
             assert first.stderr is not None
@@ -227,7 +205,7 @@ async def test_a_refused_event_leaves_its_outcome_to_be_read_again(
 
         await _admin_events(run, BROKER_LIMIT, create=False)
         expected = _expected(outcomes)
-        async with _engine(run, mailboxes) as second:
+        async with engine_worker(run, mailboxes) as second:
             seen = await _feed_completes(tail, expected, second, 60)
     missing = expected - seen.keys()
     assert not missing, f"{len(missing)} of {changes} applied writes have no event"
@@ -241,7 +219,7 @@ async def test_kill_9_among_outcomes_loses_no_event(kafka_bootstrap: str, tmp_pa
         _producer(kafka_bootstrap) as producer,
         EventTail(kafka_bootstrap, run.events) as tail,
     ):
-        async with _engine(run, mailboxes) as first:
+        async with engine_worker(run, mailboxes) as first:
             outcomes = await _outcomes_of_commands(run, producer, changes, mailboxes)
             for _ in range(600):
                 if len(tail.values) >= changes // 5 or first.returncode is not None:
@@ -253,7 +231,7 @@ async def test_kill_9_among_outcomes_loses_no_event(kafka_bootstrap: str, tmp_pa
         assert 0 < at_kill < changes, f"{at_kill} events at the kill; nothing was tested"
 
         expected = _expected(outcomes)
-        async with _engine(run, mailboxes) as second:
+        async with engine_worker(run, mailboxes) as second:
             seen = await _feed_completes(tail, expected, second, 60)
     missing = expected - seen.keys()
     assert not missing, f"{len(missing)} of {changes} applied writes have no event"

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import orjson
 import pytest
@@ -79,8 +80,24 @@ async def _world(bootstrap: str, tmp_path: Path, small_topic: str | None = None)
     return world
 
 
+class WorkerPlace(Protocol):
+    """Where an engine worker process of this module runs: broker, topics, app, state."""
+
+    @property
+    def bootstrap(self) -> str: ...
+    @property
+    def kafka(self) -> KafkaSettings: ...
+    @property
+    def app_id(self) -> str: ...
+    @property
+    def data_dir(self) -> Path: ...
+
+
 @contextlib.asynccontextmanager
-async def _worker(world: World, mailboxes: int) -> AsyncIterator[asyncio.subprocess.Process]:
+async def engine_worker(
+    world: WorkerPlace, mailboxes: int
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """This module run as an engine worker process (``__main__`` below), killed on exit."""
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -169,7 +186,7 @@ async def test_kill_9_mid_stream_loses_no_command_and_no_link(
         async with _producer(kafka_bootstrap) as producer:
             records = (encoded("d", i, mbx, NOW) for i in range(total))
             await produce_all(producer, world.changes, records)
-            async with _worker(world, mailboxes) as first:
+            async with engine_worker(world, mailboxes) as first:
                 await tail.wait_for(total // 5, within_s=60)
                 first.kill()  # SIGKILL while it is producing
                 await first.wait()
@@ -177,7 +194,7 @@ async def test_kill_9_mid_stream_loses_no_command_and_no_link(
             assert at_kill < total, "the worker finished before the kill; nothing was tested"
 
             expected = {f"outlook:d-{i:08d}:1" for i in range(total)}
-            async with _worker(world, mailboxes) as second:
+            async with engine_worker(world, mailboxes) as second:
                 if not await _all_caused(tail, expected, second, 60):
                     missing = expected - {c["caused_by"] for c in _commands(tail)}
                     raise AssertionError(f"{len(missing)} lost after the restart")
@@ -207,7 +224,7 @@ async def test_a_refused_command_or_link_write_never_commits_its_change(
 ) -> None:
     world = await _world(kafka_bootstrap, tmp_path, small_topic=refusing)
     mbx = mailbox_ids(1)
-    async with _producer(kafka_bootstrap) as producer, _worker(world, 1) as child:
+    async with _producer(kafka_bootstrap) as producer, engine_worker(world, 1) as child:
         sent = None
         for i in range(5):
             key, value = encoded("ok", i, mbx, NOW)
