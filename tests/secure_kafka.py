@@ -256,3 +256,22 @@ def secure_broker(directory: Path) -> Iterator[SecureBroker]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+
+
+def broker_for_tests(directory: Path) -> Iterator[SecureBroker]:
+    """A test fixture's body: a secured broker in ``directory`` for as long as the fixture
+    lives. Without its tools it skips, or fails when ``DYNASYNC_KAFKA_REQUIRED=1`` (CI); a
+    broker that does not come up fails."""
+    import pytest
+
+    missing = missing_tools()
+    if missing:
+        reason = f"a secured broker needs {', '.join(missing)} on PATH"
+        if os.environ.get("DYNASYNC_KAFKA_REQUIRED") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        with secure_broker(directory) as running:
+            yield running
+    except BrokerUnavailableError as exc:
+        pytest.fail(str(exc))

@@ -21,7 +21,10 @@ from pathlib import Path
 import pytest
 
 from tests.ports import free_port
-from tests.secure_kafka import BrokerUnavailableError, SecureBroker, missing_tools, secure_broker
+from tests.secure_kafka import (
+    SecureBroker,
+    broker_for_tests,
+)
 from tests.unit.cli.invoke import Ran, dynasync
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
@@ -29,17 +32,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
-    missing = missing_tools()
-    if missing:
-        reason = f"a secured broker needs {', '.join(missing)} on PATH"
-        if os.environ.get("DYNASYNC_KAFKA_REQUIRED") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
-        with secure_broker(tmp_path_factory.mktemp("secure-kafka-cli")) as running:
-            yield running
-    except BrokerUnavailableError as exc:
-        pytest.fail(str(exc))
+    yield from broker_for_tests(tmp_path_factory.mktemp("secure-kafka-cli"))
 
 
 def _env(broker: SecureBroker, password_file: Path, **extra: str) -> dict[str, str | None]:

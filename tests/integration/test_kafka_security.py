@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -24,7 +23,10 @@ from connectors.kafka_clients import KafkaAccessError, KafkaClients, KafkaConnec
 from pipeline.app import build_app
 from pipeline.settings import KafkaSettings, Settings
 from pipeline.stages.echo import echo_stage
-from tests.secure_kafka import BrokerUnavailableError, SecureBroker, missing_tools, secure_broker
+from tests.secure_kafka import (
+    SecureBroker,
+    broker_for_tests,
+)
 from tests.token_endpoint import token_endpoint
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
@@ -34,17 +36,7 @@ SCOPE = "https://dynasync-test.servicebus.windows.net/.default"
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
-    missing = missing_tools()
-    if missing:
-        reason = f"a secured broker needs {', '.join(missing)} on PATH"
-        if os.environ.get("DYNASYNC_KAFKA_REQUIRED") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
-        with secure_broker(tmp_path_factory.mktemp("secure-kafka")) as running:
-            yield running
-    except BrokerUnavailableError as exc:
-        pytest.fail(str(exc))
+    yield from broker_for_tests(tmp_path_factory.mktemp("secure-kafka"))
 
 
 def _scram(broker: SecureBroker, **extra: Any) -> dict[str, Any]:
